@@ -1,0 +1,119 @@
+#include "openrl/store/migrations.h"
+
+#include <algorithm>
+#include <map>
+
+namespace openrl::store {
+namespace {
+
+// The schema, in order. Append only: {next version, "short_name", R"sql(...)sql"}.
+constexpr Migration kMigrations[] = {
+    {1, "settings", R"sql(
+      CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+    )sql"},
+};
+
+constexpr const char* kCreateMigrationsTable = R"sql(
+  CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+  );
+)sql";
+
+// version → name of every applied migration (empty when the table does not exist yet).
+Result<std::map<int64_t, std::string>> AppliedMigrations(Tx& tx) {
+  std::map<int64_t, std::string> applied;
+  OPENRL_ASSIGN_OR_RETURN(bool exists, tx.TableExists("schema_migrations"));
+  if (!exists) return applied;
+  OPENRL_ASSIGN_OR_RETURN(std::vector<Row> rows, tx.Query("SELECT version, name FROM schema_migrations ORDER BY version"));
+  for (const Row& row : rows) {
+    OPENRL_ASSIGN_OR_RETURN(int64_t version, row.Int64("version"));
+    OPENRL_ASSIGN_OR_RETURN(std::string name, row.Text("name"));
+    applied[version] = std::move(name);
+  }
+  return applied;
+}
+
+Result<SchemaState> Compare(const std::map<int64_t, std::string>& applied, std::span<const Migration> migrations,
+                            const std::string& where) {
+  SchemaState state;
+  state.latest = migrations.empty() ? 0 : migrations.back().version;
+  state.current = applied.empty() ? 0 : applied.rbegin()->first;
+  if (state.current > state.latest)
+    return FailedPrecondition(where + ": schema version " + std::to_string(state.current) +
+                              " is newer than this openrl binary knows (latest " + std::to_string(state.latest) +
+                              "); use a newer openrl, or restore a backup made for this version");
+  for (const Migration& m : migrations) {
+    auto it = applied.find(m.version);
+    if (it == applied.end()) {
+      state.pending.push_back(&m);
+    } else if (it->second != m.name) {
+      return FailedPrecondition(where + ": migration " + std::to_string(m.version) + " is recorded as '" + it->second +
+                                "' but this openrl binary calls it '" + m.name +
+                                "'; the database was created by a different build");
+    }
+  }
+  return state;
+}
+
+}  // namespace
+
+std::span<const Migration> AllMigrations() { return kMigrations; }
+
+Status ValidateMigrations(std::span<const Migration> migrations) {
+  for (size_t i = 0; i < migrations.size(); ++i) {
+    const Migration& m = migrations[i];
+    if (m.version != static_cast<int64_t>(i) + 1)
+      return Internal("migration list: entry " + std::to_string(i) + " has version " + std::to_string(m.version) +
+                      ", expected " + std::to_string(i + 1));
+    if (m.name == nullptr || *m.name == '\0' || m.sql == nullptr)
+      return Internal("migration list: version " + std::to_string(m.version) + " needs a name and SQL");
+  }
+  return Status::Ok();
+}
+
+Result<SchemaState> ReadSchemaState(MetadataStore& store, std::span<const Migration> migrations) {
+  OPENRL_RETURN_IF_ERROR(ValidateMigrations(migrations));
+  std::map<int64_t, std::string> applied;
+  OPENRL_RETURN_IF_ERROR(store.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(applied, AppliedMigrations(tx));
+    return Status::Ok();
+  }));
+  return Compare(applied, migrations, "db " + store.location());
+}
+
+Result<std::vector<int64_t>> ApplyMigrations(MetadataStore& store, std::span<const Migration> migrations,
+                                             Clock& clock) {
+  OPENRL_RETURN_IF_ERROR(ValidateMigrations(migrations));
+  const std::string where = "db " + store.location();
+  OPENRL_RETURN_IF_ERROR(store.Transaction([&](Tx& tx) -> Status {
+    OPENRL_RETURN_IF_ERROR(tx.ExecScript(kCreateMigrationsTable));
+    OPENRL_ASSIGN_OR_RETURN(auto applied, AppliedMigrations(tx));
+    return Compare(applied, migrations, where).status();  // refuse a newer database before touching it
+  }));
+  std::vector<int64_t> done;
+  for (const Migration& m : migrations) {
+    // Re-read inside each transaction: another process may have migrated meanwhile.
+    Status st = store.Transaction([&](Tx& tx) -> Status {
+      OPENRL_ASSIGN_OR_RETURN(auto applied, AppliedMigrations(tx));
+      OPENRL_ASSIGN_OR_RETURN(SchemaState state, Compare(applied, migrations, where));
+      if (std::find(state.pending.begin(), state.pending.end(), &m) == state.pending.end()) return Status::Ok();
+      Status ran = tx.ExecScript(m.sql);
+      if (!ran.ok()) return ran.WithContext("migration " + std::to_string(m.version) + " '" + m.name + "'");
+      OPENRL_RETURN_IF_ERROR(tx.Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                                     {m.version, m.name, FormatIso8601Utc(clock.Now())})
+                                 .status());
+      done.push_back(m.version);
+      return Status::Ok();
+    });
+    OPENRL_RETURN_IF_ERROR(st);
+  }
+  return done;
+}
+
+}  // namespace openrl::store
