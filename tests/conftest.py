@@ -9,6 +9,8 @@ import pathlib
 import subprocess
 
 import pytest
+import sys
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BUILD = pathlib.Path(os.environ.get("OPENRL_BUILD", REPO / "build"))
@@ -36,5 +38,5 @@ def run_jsonl(binary, args, requests, timeout=600):
     stdin = "".join(json.dumps(r) + "\n" for r in requests)
     proc = subprocess.run([str(binary), *args], input=stdin, capture_output=True, text=True,
                           timeout=timeout)
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in proc.stdout.split("\n") if line.strip()]
     return lines, proc
