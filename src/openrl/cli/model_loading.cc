@@ -1,0 +1,70 @@
+#include "openrl/cli/model_loading.h"
+
+#include <ATen/Parallel.h>
+
+#include <filesystem>
+
+#include "openrl/model/peft_io.h"
+
+namespace openrl::cli {
+
+void AddModelOptions(CLI::App* sub, ModelOptions& opts) {
+  sub->add_option("--model", opts.model_dir, "Hugging Face model directory")->required();
+  sub->add_option("--adapter", opts.adapter_dir, "PEFT LoRA adapter directory");
+  sub->add_option("--dtype", opts.dtype, "float32 | bfloat16 | float16")->capture_default_str();
+  sub->add_option("--threads", opts.threads, "CPU threads (0 = all cores)");
+}
+
+Result<LoadedModel> LoadModelForCli(const ModelOptions& opts) {
+  if (opts.threads > 0) at::set_num_threads(opts.threads);
+  LoadedModel m;
+  OPENRL_ASSIGN_OR_RETURN(at::ScalarType dtype, model::ParseDtype(opts.dtype));
+  OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(opts.model_dir, {dtype, at::kCPU}));
+  m.model = m.dir.model.get();
+  if (!opts.adapter_dir.empty()) {
+    OPENRL_ASSIGN_OR_RETURN(m.adapter, model::LoadPeftAdapter(opts.adapter_dir, m.dir.config, dtype, at::kCPU));
+  }
+  namespace stdfs = std::filesystem;
+  if (stdfs::exists(stdfs::path(opts.model_dir) / "tokenizer.json")) {
+    OPENRL_ASSIGN_OR_RETURN(m.tokenizer, tokenizer::Tokenizer::FromDirectory(opts.model_dir));
+  }
+  if (stdfs::exists(stdfs::path(opts.model_dir) / "tokenizer_config.json")) {
+    auto t = chat::ChatTemplate::FromDirectory(opts.model_dir);
+    if (t.ok()) m.chat_template = std::move(t).value();
+  }
+  // Stop ids: generation_config.json's eos_token_id, else config.json's.
+  const Json& gen = m.dir.generation_config;
+  if (gen.contains("eos_token_id")) {
+    const Json& e = gen["eos_token_id"];
+    if (e.is_number_integer()) m.eos_ids.push_back(e.get<int64_t>());
+    if (e.is_array())
+      for (const Json& x : e)
+        if (x.is_number_integer()) m.eos_ids.push_back(x.get<int64_t>());
+  }
+  if (m.eos_ids.empty()) m.eos_ids = m.dir.config.eos_token_ids;
+  return m;
+}
+
+Result<std::vector<int32_t>> PromptTokens(const LoadedModel& m, const Json& req) {
+  if (req.contains("prompt_tokens")) {
+    const Json& p = req["prompt_tokens"];
+    if (!p.is_array()) return InvalidArgument("request: field 'prompt_tokens' must be a list of token ids");
+    std::vector<int32_t> ids;
+    for (const Json& x : p) {
+      if (!x.is_number_integer()) return InvalidArgument("request: field 'prompt_tokens' must hold integers");
+      ids.push_back(x.get<int32_t>());
+    }
+    return ids;
+  }
+  if (!m.tokenizer) return InvalidArgument("request: the model directory has no tokenizer.json; send 'prompt_tokens'");
+  if (req.contains("messages")) {
+    if (!m.chat_template) return InvalidArgument("request: the model directory has no chat template");
+    OPENRL_ASSIGN_OR_RETURN(std::string text,
+                            m.chat_template->Render(req["messages"], true, req.value("tools", Json())));
+    return m.tokenizer->Encode(text, /*add_special_tokens=*/false);
+  }
+  OPENRL_ASSIGN_OR_RETURN(std::string prompt, GetField<std::string>(req, "prompt", "request"));
+  return m.tokenizer->Encode(prompt, req.value("add_special_tokens", true));
+}
+
+}  // namespace openrl::cli

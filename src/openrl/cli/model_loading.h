@@ -1,0 +1,40 @@
+// Loading a model (and optionally an adapter, tokenizer and chat template) for CLI commands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "openrl/core/json.h"
+#include "openrl/core/status.h"
+#include "openrl/model/checkpoint.h"
+#include "openrl/model/lora.h"
+#include "openrl/template/chat_template.h"
+#include "openrl/tokenizer/tokenizer.h"
+
+namespace openrl::cli {
+
+struct ModelOptions {
+  std::string model_dir;
+  std::string adapter_dir;
+  std::string dtype = "float32";
+  int threads = 0;
+};
+
+struct LoadedModel {
+  model::ModelDir dir;
+  const model::Transformer* model = nullptr;
+  std::unique_ptr<model::LoraAdapter> adapter;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null when the directory has none
+  std::optional<chat::ChatTemplate> chat_template;
+  std::vector<int64_t> eos_ids;
+};
+
+void AddModelOptions(CLI::App* sub, ModelOptions& opts);
+Result<LoadedModel> LoadModelForCli(const ModelOptions& opts);
+
+// Prompt ids from {"prompt_tokens"}, {"prompt"} (tokenized) or {"messages"} (chat template).
+Result<std::vector<int32_t>> PromptTokens(const LoadedModel& m, const Json& req);
+
+}  // namespace openrl::cli

@@ -1,0 +1,80 @@
+#include "openrl/engine/forward.h"
+
+namespace openrl::engine {
+namespace {
+
+Status CheckIds(const std::vector<int32_t>& ids, int64_t vocab, size_t row, const char* what) {
+  for (size_t t = 0; t < ids.size(); ++t)
+    if (ids[t] < 0 || ids[t] >= vocab)
+      return InvalidArgument("row " + std::to_string(row) + ": " + what + "[" + std::to_string(t) +
+                             "] = " + std::to_string(ids[t]) + " is outside the vocabulary (size " +
+                             std::to_string(vocab) + ")");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
+                             const std::vector<std::vector<int32_t>>& targets,
+                             const model::ModelConfig& cfg) {
+  if (inputs.size() != targets.size())
+    return InvalidArgument("inputs and targets hold different numbers of rows");
+  if (inputs.empty()) return InvalidArgument("batch is empty");
+  int64_t B = inputs.size(), T = 0;
+  for (size_t b = 0; b < inputs.size(); ++b) {
+    if (inputs[b].empty()) return InvalidArgument("row " + std::to_string(b) + ": no input tokens");
+    if (inputs[b].size() != targets[b].size())
+      return InvalidArgument("row " + std::to_string(b) + ": " + std::to_string(inputs[b].size()) +
+                             " input tokens but " + std::to_string(targets[b].size()) + " targets");
+    if (static_cast<int64_t>(inputs[b].size()) > cfg.max_position_embeddings)
+      return InvalidArgument("row " + std::to_string(b) + ": " + std::to_string(inputs[b].size()) +
+                             " tokens exceed the model's context of " +
+                             std::to_string(cfg.max_position_embeddings));
+    OPENRL_RETURN_IF_ERROR(CheckIds(inputs[b], cfg.vocab_size, b, "input"));
+    OPENRL_RETURN_IF_ERROR(CheckIds(targets[b], cfg.vocab_size, b, "target"));
+    T = std::max<int64_t>(T, inputs[b].size());
+  }
+  TokenBatch out;
+  out.input_ids = at::zeros({B, T}, at::kLong);
+  out.targets = at::zeros({B, T}, at::kLong);
+  out.mask = at::zeros({B, T}, at::kFloat);
+  auto in = out.input_ids.accessor<int64_t, 2>();
+  auto tg = out.targets.accessor<int64_t, 2>();
+  auto mk = out.mask.accessor<float, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (size_t t = 0; t < inputs[b].size(); ++t) {
+      in[b][t] = inputs[b][t];
+      tg[b][t] = targets[b][t];
+      mk[b][t] = 1.0f;
+    }
+    out.lengths.push_back(inputs[b].size());
+  }
+  return out;
+}
+
+Result<TokenBatch> MakeShiftedBatch(const std::vector<std::vector<int32_t>>& sequences,
+                                    const model::ModelConfig& cfg) {
+  std::vector<std::vector<int32_t>> inputs, targets;
+  for (size_t b = 0; b < sequences.size(); ++b) {
+    const auto& s = sequences[b];
+    if (s.size() < 2) return InvalidArgument("row " + std::to_string(b) + ": a sequence needs at least 2 tokens");
+    inputs.emplace_back(s.begin(), s.end() - 1);
+    targets.emplace_back(s.begin() + 1, s.end());
+  }
+  return MakeBatch(inputs, targets, cfg);
+}
+
+at::Tensor TargetLogprobs(const model::Transformer& model, const TokenBatch& batch,
+                          const model::LoraBatch* lora, bool checkpoint_layers) {
+  model::ForwardArgs args;
+  args.input_ids = batch.input_ids.to(model.device());
+  args.lora = lora;
+  args.checkpoint_layers = checkpoint_layers;
+  at::Tensor logits = model.Logits(model.Hidden(args), lora);  // (B, T, V) fp32
+  // log_softmax gathered at the target: logit[target] - logsumexp(logits).
+  at::Tensor picked = logits.gather(-1, batch.targets.to(model.device()).unsqueeze(-1)).squeeze(-1);
+  at::Tensor lp = picked - at::logsumexp(logits, -1);
+  return lp * batch.mask.to(model.device());
+}
+
+}  // namespace openrl::engine

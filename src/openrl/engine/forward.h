@@ -1,0 +1,36 @@
+// Training-side forward passes: per-token log-probabilities of target tokens for a batch of
+// sequences of different lengths (right-padded; causal attention means real tokens never
+// see the padding, so no mask is needed), with gradients when grad mode is on.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "openrl/core/status.h"
+#include "openrl/model/transformer.h"
+
+namespace openrl::engine {
+
+struct TokenBatch {
+  at::Tensor input_ids;  // (B, T) int64, right-padded with 0
+  at::Tensor targets;    // (B, T) int64: next token for each position (0 on padding)
+  at::Tensor mask;       // (B, T) float: 1 where a target exists
+  std::vector<int64_t> lengths;  // input length per row
+};
+
+// Builds inputs/targets from full sequences: input = seq[:-1], target = seq[1:]. Checks ids
+// against the vocabulary and lengths against the context; errors name the row and position.
+Result<TokenBatch> MakeShiftedBatch(const std::vector<std::vector<int32_t>>& sequences,
+                                    const model::ModelConfig& cfg);
+// Builds from explicit inputs and targets of equal length per row (Tinker's Datum layout).
+Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
+                             const std::vector<std::vector<int32_t>>& targets,
+                             const model::ModelConfig& cfg);
+
+// log p(target | prefix) per position (B, T), fp32; zero where mask is 0.
+at::Tensor TargetLogprobs(const model::Transformer& model, const TokenBatch& batch,
+                          const model::LoraBatch* lora = nullptr, bool checkpoint_layers = false);
+
+}  // namespace openrl::engine

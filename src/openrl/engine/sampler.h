@@ -1,0 +1,60 @@
+// Sampler: batched generation over ragged prompts with a KV cache (left-padded prefill, one
+// decode step per token for every live row, finished rows leaving the batch), per-row
+// adapters, and the usual controls: temperature, top-k, top-p, min-p, seed, stop tokens and
+// stop strings, max tokens; logprobs of sampled tokens with top-k alternatives; prompt logprobs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "openrl/core/status.h"
+#include "openrl/model/lora.h"
+#include "openrl/model/transformer.h"
+#include "openrl/tokenizer/tokenizer.h"
+
+namespace openrl::engine {
+
+struct SamplingParams {
+  int64_t max_tokens = 16;
+  double temperature = 1.0;  // 0 = greedy
+  double top_p = 1.0;
+  int64_t top_k = 0;         // 0 or -1 = off
+  double min_p = 0.0;
+  std::optional<uint64_t> seed;
+  std::vector<int64_t> stop_token_ids;        // e.g. the model's eos ids
+  std::vector<std::vector<int32_t>> stop_token_sequences;
+  std::vector<std::string> stop_strings;      // needs a tokenizer
+  int64_t top_logprobs = 0;                   // alternatives per sampled token
+  bool prompt_logprobs = false;
+  int64_t prompt_top_logprobs = 0;
+  Status Validate(int64_t vocab_size) const;
+};
+
+struct TokenLogprob {
+  int32_t id;
+  float logprob;
+};
+
+struct SampleRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+  const model::LoraAdapter* adapter = nullptr;  // nullptr = base model
+};
+
+struct SampleResult {
+  std::vector<int32_t> tokens;   // generated, including a matched stop token
+  std::vector<float> logprobs;   // of each generated token under the sampling temperature
+  std::vector<std::vector<TokenLogprob>> top_logprobs;
+  std::string finish_reason;     // "stop" | "length"
+  std::vector<std::optional<float>> prompt_logprobs;  // first entry null
+  std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;
+};
+
+// Generates for every request in one batch. `tok` is needed only for stop strings.
+Result<std::vector<SampleResult>> Generate(const model::Transformer& model,
+                                           const std::vector<SampleRequest>& requests,
+                                           const tokenizer::Tokenizer* tok = nullptr);
+
+}  // namespace openrl::engine

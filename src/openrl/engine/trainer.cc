@@ -1,0 +1,85 @@
+#include "openrl/engine/trainer.h"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+
+namespace openrl::engine {
+
+Trainer::Trainer(model::Transformer& model, model::LoraAdapter* adapter, TrainerOptions opts)
+    : model_(model), adapter_(adapter), opts_(opts) {
+  if (adapter_) {
+    model_.SetRequiresGrad(false);
+    adapter_->SetRequiresGrad(true);
+  } else {
+    model_.SetRequiresGrad(true);
+  }
+  optimizer_ = std::make_unique<AdamW>(TrainableParameters());
+}
+
+std::vector<at::Tensor> Trainer::TrainableParameters() const {
+  if (adapter_) return adapter_->Parameters();
+  std::vector<at::Tensor> out;
+  for (auto& [name, t] : model_.NamedParameters()) out.push_back(t);
+  return out;
+}
+
+Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_t>>& sequences) {
+  auto start = std::chrono::steady_clock::now();
+  StepReport rep;
+  int64_t total_targets = 0;
+  for (const auto& s : sequences) total_targets += s.empty() ? 0 : static_cast<int64_t>(s.size()) - 1;
+  if (total_targets == 0) return InvalidArgument("training batch has no target tokens");
+  model::LoraBatch lora;
+  lora.training = true;
+  if (adapter_) lora.groups.push_back({adapter_, {}});
+  double loss_sum = 0;
+  try {
+    for (size_t begin = 0; begin < sequences.size(); begin += opts_.micro_batch) {
+      size_t end = std::min(sequences.size(), begin + static_cast<size_t>(opts_.micro_batch));
+      std::vector<std::vector<int32_t>> micro(sequences.begin() + begin, sequences.begin() + end);
+      OPENRL_ASSIGN_OR_RETURN(TokenBatch batch, MakeShiftedBatch(micro, model_.config()));
+      at::Tensor lp = TargetLogprobs(model_, batch, adapter_ ? &lora : nullptr, opts_.checkpoint_layers);
+      // Mean over all target tokens of the step, so accumulation equals one big batch.
+      at::Tensor loss = -lp.sum() / static_cast<double>(total_targets);
+      torch::autograd::backward({loss});
+      loss_sum += loss.item<double>();
+    }
+  } catch (const std::exception& e) {
+    return StatusFromException(e, "forward_backward");
+  }
+  rep.loss = loss_sum;
+  rep.tokens = total_targets;
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  rep.tokens_per_second = rep.tokens / std::max(rep.seconds, 1e-9);
+  if (opts_.peak_flops > 0) {
+    double n = static_cast<double>(model_.config().NumParameters());
+    rep.mfu = 6.0 * n * rep.tokens_per_second / opts_.peak_flops;
+  }
+  return rep;
+}
+
+Result<StepReport> Trainer::Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp) {
+  auto start = std::chrono::steady_clock::now();
+  OPENRL_ASSIGN_OR_RETURN(StepReport rep, ForwardBackward(sequences));
+  OPENRL_ASSIGN_OR_RETURN(StepStats st, optimizer_->Step(hp));
+  rep.grad_norm = st.grad_norm;
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  rep.tokens_per_second = rep.tokens / std::max(rep.seconds, 1e-9);
+  if (opts_.peak_flops > 0) {
+    double n = static_cast<double>(model_.config().NumParameters());
+    rep.mfu = 6.0 * n * rep.tokens_per_second / opts_.peak_flops;
+  }
+  return rep;
+}
+
+double MeasureMatmulPeak(int64_t n, int iterations) {
+  at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+  at::matmul(a, b);  // warm up
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iterations; ++i) at::matmul(a, b);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return 2.0 * n * n * n * iterations / s;
+}
+
+}  // namespace openrl::engine

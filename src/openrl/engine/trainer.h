@@ -1,0 +1,57 @@
+// Trainer: supervised steps over one model — LoRA (frozen base, one adapter) or full
+// fine-tuning — with gradient accumulation over micro-batches, AdamW and clipping, reporting
+// loss, gradient norm, tokens/s and MFU. The quickstart, `openrl train` and the benches use it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "openrl/core/status.h"
+#include "openrl/engine/forward.h"
+#include "openrl/engine/optimizer.h"
+#include "openrl/model/lora.h"
+#include "openrl/model/transformer.h"
+
+namespace openrl::engine {
+
+struct TrainerOptions {
+  int64_t micro_batch = 8;          // rows per forward/backward
+  bool checkpoint_layers = false;   // activation checkpointing
+  double peak_flops = 0;            // for MFU; 0 = not reported
+};
+
+struct StepReport {
+  double loss = 0;            // mean NLL per target token
+  int64_t tokens = 0;         // target tokens in the step
+  double grad_norm = 0;
+  double seconds = 0;
+  double tokens_per_second = 0;
+  double mfu = 0;             // 6·N·tokens / seconds / peak (N = trainable-path params)
+};
+
+class Trainer {
+ public:
+  // adapter == nullptr → full fine-tuning of `model` (which must be mutable then).
+  Trainer(model::Transformer& model, model::LoraAdapter* adapter, TrainerOptions opts);
+
+  // Forward and backward over `sequences` (each ≥ 2 tokens, next-token targets), accumulating
+  // gradients of the mean token NLL; returns the loss without stepping.
+  Result<StepReport> ForwardBackward(const std::vector<std::vector<int32_t>>& sequences);
+  // ForwardBackward, then one optimizer step.
+  Result<StepReport> Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp);
+
+  AdamW& optimizer() { return *optimizer_; }
+  std::vector<at::Tensor> TrainableParameters() const;
+
+ private:
+  model::Transformer& model_;
+  model::LoraAdapter* adapter_;
+  TrainerOptions opts_;
+  std::unique_ptr<AdamW> optimizer_;
+};
+
+// Measured fp32 matmul throughput of this machine (FLOP/s), for MFU.
+double MeasureMatmulPeak(int64_t n = 1024, int iterations = 8);
+
+}  // namespace openrl::engine

@@ -1,0 +1,171 @@
+#include "openrl/model/checkpoint.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "openrl/core/fs.h"
+#include "openrl/formats/safetensors_writer.h"
+#include "openrl/formats/sharded_checkpoint.h"
+
+namespace openrl::model {
+namespace stdfs = std::filesystem;
+
+Result<at::ScalarType> ParseDtype(std::string_view name) {
+  if (name == "float32" || name == "fp32" || name == "f32") return at::kFloat;
+  if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
+  if (name == "float16" || name == "fp16" || name == "f16") return at::kHalf;
+  return InvalidArgument("unsupported dtype '" + std::string(name) +
+                         "' (use float32, bfloat16 or float16)");
+}
+
+std::string DtypeName(at::ScalarType t) {
+  switch (t) {
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    default: return "float32";
+  }
+}
+
+namespace {
+
+Result<at::ScalarType> TorchDtype(formats::Dtype d) {
+  using formats::Dtype;
+  switch (d) {
+    case Dtype::kF32: return at::kFloat;
+    case Dtype::kF16: return at::kHalf;
+    case Dtype::kBF16: return at::kBFloat16;
+    case Dtype::kF64: return at::kDouble;
+    case Dtype::kI64: return at::kLong;
+    case Dtype::kI32: return at::kInt;
+    case Dtype::kI16: return at::kShort;
+    case Dtype::kI8: return at::kChar;
+    case Dtype::kU8: return at::kByte;
+    case Dtype::kBool: return at::kBool;
+    default: return InvalidArgument("dtype not supported by the engine");
+  }
+}
+
+Result<formats::Dtype> FormatDtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return formats::Dtype::kF32;
+    case at::kHalf: return formats::Dtype::kF16;
+    case at::kBFloat16: return formats::Dtype::kBF16;
+    case at::kDouble: return formats::Dtype::kF64;
+    case at::kLong: return formats::Dtype::kI64;
+    case at::kInt: return formats::Dtype::kI32;
+    case at::kByte: return formats::Dtype::kU8;
+    case at::kBool: return formats::Dtype::kBool;
+    default: return InvalidArgument("cannot write dtype " + std::string(c10::toString(t)));
+  }
+}
+
+// Multimodal Gemma 3 checkpoints nest the language model; these prefixes map onto ours.
+const std::vector<std::pair<std::string, std::string>> kNamePrefixes = {
+    {"model.", "model.language_model."},
+    {"model.", "language_model.model."},
+    {"lm_head.", "language_model.lm_head."},
+};
+
+}  // namespace
+
+Result<at::Tensor> TensorFromView(const formats::TensorView& view, std::string_view source) {
+  auto dt = TorchDtype(view.dtype());
+  if (!dt.ok()) return dt.status().WithContext(std::string(source) + ": tensor '" + view.name() + "'");
+  auto span = view.data();
+  at::Tensor t = at::empty(view.shape(), at::TensorOptions().dtype(*dt));
+  if (!span.empty()) std::memcpy(t.data_ptr(), span.data(), span.size());
+  return t;
+}
+
+Result<ModelConfig> ReadModelConfig(const std::string& dir) {
+  stdfs::path p = stdfs::path(dir) / "config.json";
+  if (!stdfs::exists(p)) return NotFound(dir + ": no config.json (not a Hugging Face model directory)");
+  return ModelConfig::FromFile(p.string());
+}
+
+Result<ModelDir> LoadModelDir(const std::string& dir, const LoadOptions& opts) {
+  ModelDir out;
+  out.path = dir;
+  OPENRL_ASSIGN_OR_RETURN(out.config, ReadModelConfig(dir));
+  stdfs::path gen = stdfs::path(dir) / "generation_config.json";
+  if (stdfs::exists(gen)) {
+    OPENRL_ASSIGN_OR_RETURN(out.generation_config, ReadJsonFile(gen.string()));
+  }
+  OPENRL_ASSIGN_OR_RETURN(auto ckpt, formats::ShardedCheckpoint::Open(dir));
+  at::ScalarType dtype = at::kFloat;
+  if (opts.dtype) {
+    dtype = *opts.dtype;
+  } else {
+    OPENRL_ASSIGN_OR_RETURN(dtype, ParseDtype(out.config.torch_dtype));
+  }
+  std::string source = dir;
+  auto lookup = [&](const std::string& name) -> Result<at::Tensor> {
+    std::string found = name;
+    if (!ckpt->Contains(name)) {
+      found.clear();
+      for (const auto& [ours, theirs] : kNamePrefixes)
+        if (name.starts_with(ours) && ckpt->Contains(theirs + name.substr(ours.size())))
+          found = theirs + name.substr(ours.size());
+      if (found.empty())
+        return InvalidArgument(source + ": checkpoint has no tensor '" + name + "' required by config.json");
+    }
+    OPENRL_ASSIGN_OR_RETURN(auto view, ckpt->Get(found));
+    return TensorFromView(view, source);
+  };
+  auto model = Transformer::Load(out.config, lookup, dtype, opts.device);
+  if (!model.ok()) return model.status().WithContext(dir);
+  out.model = std::move(model).value();
+  return out;
+}
+
+Status WriteTensors(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                    const std::string& path, const std::map<std::string, std::string>& metadata) {
+  formats::SafetensorsWriter w;
+  std::vector<at::Tensor> keep;
+  for (const auto& [name, t] : tensors) {
+    at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    keep.push_back(c);
+    OPENRL_ASSIGN_OR_RETURN(auto dt, FormatDtype(c.scalar_type()));
+    std::vector<int64_t> shape(c.sizes().begin(), c.sizes().end());
+    std::span<const uint8_t> bytes(static_cast<const uint8_t*>(c.data_ptr()), c.nbytes());
+    OPENRL_RETURN_IF_ERROR(w.Add(name, dt, shape, bytes));
+  }
+  for (const auto& [k, v] : metadata) OPENRL_RETURN_IF_ERROR(w.SetMetadata(k, v));
+  return w.Write(path);
+}
+
+Status SaveModelDir(const Transformer& model, const std::string& dir, const SaveOptions& opts) {
+  std::error_code ec;
+  stdfs::create_directories(dir, ec);
+  if (ec) return Internal(dir + ": cannot create directory: " + ec.message());
+  formats::SafetensorsWriter w;
+  std::vector<at::Tensor> keep;
+  for (const auto& [name, t] : model.NamedParameters()) {
+    at::Tensor c = t.detach().to(at::kCPU, opts.dtype).contiguous();
+    keep.push_back(c);
+    OPENRL_ASSIGN_OR_RETURN(auto dt, FormatDtype(c.scalar_type()));
+    std::vector<int64_t> shape(c.sizes().begin(), c.sizes().end());
+    OPENRL_RETURN_IF_ERROR(
+        w.Add(name, dt, shape, {static_cast<const uint8_t*>(c.data_ptr()), c.nbytes()}));
+  }
+  OPENRL_RETURN_IF_ERROR(w.SetMetadata("format", "pt"));
+  OPENRL_ASSIGN_OR_RETURN(auto files, w.WriteSharded(dir, opts.max_shard_bytes));
+  ModelConfig cfg = model.config();
+  cfg.torch_dtype = DtypeName(opts.dtype);
+  OPENRL_RETURN_IF_ERROR(openrl::fs::WriteFileAtomic((stdfs::path(dir) / "config.json").string(), cfg.ToJson().dump(2) + "\n"));
+  if (!opts.generation_config.is_null()) {
+    OPENRL_RETURN_IF_ERROR(openrl::fs::WriteFileAtomic((stdfs::path(dir) / "generation_config.json").string(),
+                                           opts.generation_config.dump(2) + "\n"));
+  }
+  if (!opts.tokenizer_from.empty() && stdfs::path(opts.tokenizer_from) != stdfs::path(dir)) {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                          "chat_template.jinja"}) {
+      stdfs::path src = stdfs::path(opts.tokenizer_from) / f;
+      if (stdfs::exists(src)) stdfs::copy_file(src, stdfs::path(dir) / f, stdfs::copy_options::overwrite_existing, ec);
+      if (ec) return Internal(src.string() + ": cannot copy: " + ec.message());
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace openrl::model

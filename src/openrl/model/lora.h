@@ -1,0 +1,79 @@
+// LoRA adapters over a frozen base: W·x + scale·B(A·x), applied in exactly one place
+// (ApplyLinear). Several adapters can serve one batch: each owns a set of rows.
+// Save/load in PEFT layout lives in peft_io.h.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "openrl/core/json.h"
+#include "openrl/core/status.h"
+#include "openrl/model/config.h"
+
+namespace openrl::model {
+
+// The projections a LoRA adapter may target, named as in PEFT's target_modules.
+enum class LinearKind : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown, kLmHead };
+std::string_view LinearName(LinearKind k);  // "q_proj", ..., "lm_head"
+std::optional<LinearKind> LinearFromName(std::string_view name);
+
+struct LoraConfig {
+  int64_t rank = 8;
+  double alpha = 16.0;
+  double dropout = 0.0;
+  bool use_rslora = false;  // scale = alpha / sqrt(rank) instead of alpha / rank
+  std::set<LinearKind> targets = {LinearKind::kQ, LinearKind::kK, LinearKind::kV, LinearKind::kO,
+                                  LinearKind::kGate, LinearKind::kUp, LinearKind::kDown};
+  double scale() const;
+  Status Validate() const;
+};
+
+// One adapter: A (r, in) and B (out, r) per (layer, projection). lm_head uses layer -1.
+class LoraAdapter {
+ public:
+  struct Pair {
+    at::Tensor a;  // (r, in)
+    at::Tensor b;  // (out, r)
+  };
+  // Fresh adapter: A ~ kaiming-uniform (as PEFT), B = 0, so the adapter starts as the identity.
+  static std::unique_ptr<LoraAdapter> Create(const ModelConfig& model, const LoraConfig& cfg,
+                                             at::ScalarType dtype, at::Device device, uint64_t seed);
+
+  const LoraConfig& config() const { return cfg_; }
+  const Pair* Find(int64_t layer, LinearKind kind) const;
+  Pair* Find(int64_t layer, LinearKind kind);
+  void Set(int64_t layer, LinearKind kind, Pair p);
+  // Trainable tensors in a stable order (for the optimizer and checksums).
+  std::vector<at::Tensor> Parameters() const;
+  // PEFT tensor names: base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight ...
+  std::vector<std::pair<std::string, at::Tensor>> NamedTensors() const;
+  void SetRequiresGrad(bool on);
+
+  explicit LoraAdapter(LoraConfig cfg) : cfg_(std::move(cfg)) {}
+
+ private:
+  LoraConfig cfg_;
+  std::map<std::pair<int64_t, LinearKind>, Pair> pairs_;
+};
+
+// Which rows of a batch use which adapter. Rows not covered use the base model alone.
+struct LoraBatch {
+  struct Group {
+    const LoraAdapter* adapter = nullptr;
+    at::Tensor rows;  // int64 row indices into the batch; undefined = every row
+  };
+  std::vector<Group> groups;
+  bool training = false;  // enables LoRA dropout
+};
+
+// y = x·Wᵀ (+ bias) + Σ_groups scale·(drop(x[rows])·Aᵀ)·Bᵀ on those rows.
+// x: (B, T, in), weight: (out, in) → (B, T, out).
+at::Tensor ApplyLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                       const LoraBatch* lora, int64_t layer, LinearKind kind);
+
+}  // namespace openrl::model

@@ -1,0 +1,348 @@
+#include "openrl/model/transformer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <cmath>
+#include <numbers>
+
+#include <c10/core/GradMode.h>
+
+#include "openrl/model/activation_checkpoint.h"
+
+namespace openrl::model {
+namespace {
+
+// Inverse RoPE frequencies (hd/2), following each rope_type's definition in fp32.
+at::Tensor InvFreq(const RopeParams& r, int64_t head_dim) {
+  auto idx = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(head_dim);
+  at::Tensor inv = 1.0 / at::pow(at::scalar_tensor(r.theta, at::kFloat), idx);
+  if (r.type == "linear") return inv / r.factor;
+  if (r.type != "llama3") return inv;
+  double old_len = static_cast<double>(r.original_max_position_embeddings);
+  double low_wavelen = old_len / r.low_freq_factor, high_wavelen = old_len / r.high_freq_factor;
+  at::Tensor wavelen = 2 * std::numbers::pi / inv;
+  at::Tensor scaled = at::where(wavelen > low_wavelen, inv / r.factor, inv);
+  at::Tensor smooth = (old_len / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+  at::Tensor smoothed = (1 - smooth) * scaled / r.factor + smooth * scaled;
+  at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+  return at::where(medium, smoothed, scaled);
+}
+
+at::Tensor RotateHalf(const at::Tensor& x) {
+  int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+// ---- KV cache --------------------------------------------------------------------------------
+
+KvCache::KvCache(const ModelConfig& cfg, int64_t batch, int64_t capacity, at::ScalarType dtype,
+                 at::Device device)
+    : batch_(batch), capacity_(capacity) {
+  auto opts = at::TensorOptions().dtype(dtype).device(device);
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    k_.push_back(at::zeros({batch, cfg.num_key_value_heads, capacity, cfg.head_dim}, opts));
+    v_.push_back(at::zeros({batch, cfg.num_key_value_heads, capacity, cfg.head_dim}, opts));
+  }
+  valid_ = at::zeros({batch, capacity}, at::TensorOptions().dtype(at::kBool).device(device));
+}
+
+void KvCache::SelectRows(const at::Tensor& rows) {
+  for (auto& t : k_) t = t.index_select(0, rows);
+  for (auto& t : v_) t = t.index_select(0, rows);
+  valid_ = valid_.index_select(0, rows);
+  batch_ = rows.size(0);
+}
+
+// ---- construction ----------------------------------------------------------------------------
+
+Transformer::Transformer(ModelConfig cfg, at::ScalarType dtype, at::Device device)
+    : cfg_(std::move(cfg)), dtype_(dtype), device_(device) {
+  layers_.resize(cfg_.num_hidden_layers);
+  ComputeRopeTables();
+}
+
+void Transformer::ComputeRopeTables() {
+  inv_freq_global_ = InvFreq(cfg_.rope, cfg_.head_dim).to(device_);
+  inv_freq_local_ = InvFreq(cfg_.rope_local, cfg_.head_dim).to(device_);
+}
+
+std::vector<std::pair<std::string, at::Tensor*>> Transformer::Slots() {
+  std::vector<std::pair<std::string, at::Tensor*>> s;
+  s.emplace_back("model.embed_tokens.weight", &embed_);
+  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
+    std::string p = "model.layers." + std::to_string(i) + ".";
+    auto& L = layers_[i];
+    s.emplace_back(p + "self_attn.q_proj.weight", &L.q);
+    s.emplace_back(p + "self_attn.k_proj.weight", &L.k);
+    s.emplace_back(p + "self_attn.v_proj.weight", &L.v);
+    s.emplace_back(p + "self_attn.o_proj.weight", &L.o);
+    if (cfg_.attention_bias) {
+      s.emplace_back(p + "self_attn.q_proj.bias", &L.q_bias);
+      s.emplace_back(p + "self_attn.k_proj.bias", &L.k_bias);
+      s.emplace_back(p + "self_attn.v_proj.bias", &L.v_bias);
+      s.emplace_back(p + "self_attn.o_proj.bias", &L.o_bias);
+    }
+    if (cfg_.has_qk_norm()) {
+      s.emplace_back(p + "self_attn.q_norm.weight", &L.q_norm);
+      s.emplace_back(p + "self_attn.k_norm.weight", &L.k_norm);
+    }
+    s.emplace_back(p + "mlp.gate_proj.weight", &L.gate);
+    s.emplace_back(p + "mlp.up_proj.weight", &L.up);
+    s.emplace_back(p + "mlp.down_proj.weight", &L.down);
+    s.emplace_back(p + "input_layernorm.weight", &L.input_norm);
+    s.emplace_back(p + "post_attention_layernorm.weight", &L.post_attn_norm);
+    if (cfg_.gemma()) {
+      s.emplace_back(p + "pre_feedforward_layernorm.weight", &L.pre_ff_norm);
+      s.emplace_back(p + "post_feedforward_layernorm.weight", &L.post_ff_norm);
+    }
+  }
+  s.emplace_back("model.norm.weight", &final_norm_);
+  if (!cfg_.tie_word_embeddings) s.emplace_back("lm_head.weight", &lm_head_);
+  return s;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> Transformer::ExpectedTensors() const {
+  const auto& c = cfg_;
+  int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim,
+          kv = c.num_key_value_heads * c.head_dim, ff = c.intermediate_size;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  auto self = const_cast<Transformer*>(this);
+  for (auto& [name, slot] : self->Slots()) {
+    std::vector<int64_t> shape;
+    auto ends = [&](const char* suffix) { return name.ends_with(suffix); };
+    if (name == "model.embed_tokens.weight" || name == "lm_head.weight") shape = {c.vocab_size, h};
+    else if (ends("q_proj.weight")) shape = {q, h};
+    else if (ends("k_proj.weight") || ends("v_proj.weight")) shape = {kv, h};
+    else if (ends("o_proj.weight")) shape = {h, q};
+    else if (ends("q_proj.bias")) shape = {q};
+    else if (ends("k_proj.bias") || ends("v_proj.bias")) shape = {kv};
+    else if (ends("o_proj.bias")) shape = {h};
+    else if (ends("q_norm.weight") || ends("k_norm.weight")) shape = {c.head_dim};
+    else if (ends("gate_proj.weight") || ends("up_proj.weight")) shape = {ff, h};
+    else if (ends("down_proj.weight")) shape = {h, ff};
+    else shape = {h};
+    out.emplace_back(name, shape);
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Transformer>> Transformer::Load(const ModelConfig& cfg,
+                                                       const TensorSource& source,
+                                                       at::ScalarType dtype, at::Device device) {
+  std::unique_ptr<Transformer> m(new Transformer(cfg, dtype, device));
+  auto expected = m->ExpectedTensors();
+  auto slots = m->Slots();
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const auto& [name, shape] = expected[i];
+    OPENRL_ASSIGN_OR_RETURN(at::Tensor t, source(name));
+    if (t.sizes() != at::IntArrayRef(shape)) {
+      std::string got = "[", want = "[";
+      for (auto d : t.sizes()) got += std::to_string(d) + ",";
+      for (auto d : shape) want += std::to_string(d) + ",";
+      got.back() = ']';
+      want.back() = ']';
+      return InvalidArgument("tensor '" + name + "' has shape " + got + " but config.json implies " + want);
+    }
+    if (!at::isFloatingType(t.scalar_type()))
+      return InvalidArgument("tensor '" + name + "' has non-floating dtype " +
+                             std::string(c10::toString(t.scalar_type())));
+    *slots[i].second = t.to(device, dtype).contiguous();
+  }
+  return m;
+}
+
+std::unique_ptr<Transformer> Transformer::Init(const ModelConfig& cfg, at::ScalarType dtype,
+                                               at::Device device, uint64_t seed) {
+  std::unique_ptr<Transformer> m(new Transformer(cfg, dtype, device));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto expected = m->ExpectedTensors();
+  auto slots = m->Slots();
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const auto& [name, shape] = expected[i];
+    at::Tensor t;
+    if (name.ends_with("norm.weight") || name.ends_with("layernorm.weight")) {
+      // Gemma's norms multiply by (1 + w): identity at 0. Llama/Qwen multiply by w: identity at 1.
+      t = cfg.gemma() ? at::zeros(shape) : at::ones(shape);
+    } else if (name.ends_with(".bias")) {
+      t = at::zeros(shape);
+    } else {
+      t = at::empty(shape);
+      t.normal_(0.0, 0.02, gen);
+    }
+    *slots[i].second = t.to(device, dtype).contiguous();
+  }
+  return m;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Transformer::NamedParameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (auto& [name, slot] : const_cast<Transformer*>(this)->Slots()) out.emplace_back(name, *slot);
+  return out;
+}
+
+void Transformer::SetRequiresGrad(bool on) {
+  for (auto& [name, slot] : Slots()) slot->requires_grad_(on);
+}
+
+Status Transformer::ForEachLinear(
+    const std::function<void(int64_t layer, LinearKind kind, at::Tensor& w)>& fn) {
+  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
+    auto& L = layers_[i];
+    for (auto [k, w] : {std::pair{LinearKind::kQ, &L.q}, {LinearKind::kK, &L.k}, {LinearKind::kV, &L.v},
+                        {LinearKind::kO, &L.o}, {LinearKind::kGate, &L.gate}, {LinearKind::kUp, &L.up},
+                        {LinearKind::kDown, &L.down}})
+      fn(i, k, *w);
+  }
+  fn(-1, LinearKind::kLmHead, cfg_.tie_word_embeddings ? embed_ : lm_head_);
+  return Status::Ok();
+}
+
+// ---- forward ---------------------------------------------------------------------------------
+
+at::Tensor Transformer::RmsNorm(const at::Tensor& x, const at::Tensor& w) const {
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + cfg_.rms_norm_eps);
+  if (cfg_.gemma()) return (normed * (1.0 + w.to(at::kFloat))).to(x.scalar_type());
+  return w * normed.to(x.scalar_type());
+}
+
+at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tensor& cos,
+                                  const at::Tensor& sin, const at::Tensor& mask,
+                                  const ForwardArgs& args) const {
+  const auto& L = layers_[i];
+  const LoraBatch* lora = args.lora;
+  int64_t B = x.size(0), T = x.size(1), hd = cfg_.head_dim;
+  // (B, T, n*hd) → (B, n, T, hd)
+  at::Tensor q = ApplyLinear(x, L.q, L.q_bias, lora, i, LinearKind::kQ).view({B, T, -1, hd}).transpose(1, 2);
+  at::Tensor k = ApplyLinear(x, L.k, L.k_bias, lora, i, LinearKind::kK).view({B, T, -1, hd}).transpose(1, 2);
+  at::Tensor v = ApplyLinear(x, L.v, L.v_bias, lora, i, LinearKind::kV).view({B, T, -1, hd}).transpose(1, 2);
+  if (cfg_.has_qk_norm()) {
+    q = RmsNorm(q, L.q_norm);
+    k = RmsNorm(k, L.k_norm);
+  }
+  q = q * cos + RotateHalf(q) * sin;
+  k = k * cos + RotateHalf(k) * sin;
+  if (args.cache != nullptr) {
+    KvCache& c = *args.cache;
+    int64_t start = c.length();
+    c.keys(i).narrow(2, start, T).copy_(k);
+    c.values(i).narrow(2, start, T).copy_(v);
+    k = c.keys(i).narrow(2, 0, start + T);
+    v = c.values(i).narrow(2, 0, start + T);
+  }
+  at::Tensor out;
+  double scale = cfg_.attention_scale();
+  if (cfg_.attn_logit_softcapping) {
+    // Soft-capped scores are outside SDPA: explicit softmax(cap·tanh(qkᵀ·s/cap))·v.
+    int64_t groups = cfg_.num_attention_heads / cfg_.num_key_value_heads;
+    at::Tensor kk = k.repeat_interleave(groups, 1), vv = v.repeat_interleave(groups, 1);
+    at::Tensor scores = at::matmul(q, kk.transpose(2, 3)) * scale;
+    double cap = *cfg_.attn_logit_softcapping;
+    scores = at::tanh(scores / cap) * cap;
+    at::Tensor m = mask.defined() ? mask : at::ones({T, k.size(2)}, at::kBool).tril(k.size(2) - T);
+    scores = scores.masked_fill(m.logical_not(), -INFINITY);
+    out = at::matmul(at::softmax(scores, -1, at::kFloat).to(q.scalar_type()), vv);
+  } else if (mask.defined()) {
+    out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, scale, /*enable_gqa=*/true);
+  } else {
+    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, true);
+  }
+  out = out.transpose(1, 2).reshape({B, T, -1});
+  return ApplyLinear(out, L.o, L.o_bias, lora, i, LinearKind::kO);
+}
+
+at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lora) const {
+  const auto& L = layers_[i];
+  at::Tensor none;
+  at::Tensor g = ApplyLinear(x, L.gate, none, lora, i, LinearKind::kGate);
+  at::Tensor u = ApplyLinear(x, L.up, none, lora, i, LinearKind::kUp);
+  at::Tensor act = cfg_.hidden_act == "silu" ? at::silu(g)
+                   : cfg_.hidden_act == "gelu" ? at::gelu(g)
+                                               : at::gelu(g, "tanh");
+  return ApplyLinear(act * u, L.down, none, lora, i, LinearKind::kDown);
+}
+
+at::Tensor Transformer::Layer(int64_t i, const at::Tensor& h, const at::Tensor& cos,
+                              const at::Tensor& sin, const at::Tensor& mask,
+                              const ForwardArgs& args) const {
+  const auto& L = layers_[i];
+  at::Tensor a = Attention(i, RmsNorm(h, L.input_norm), cos, sin, mask, args);
+  if (cfg_.gemma()) {
+    at::Tensor h2 = h + RmsNorm(a, L.post_attn_norm);
+    at::Tensor m = Mlp(i, RmsNorm(h2, L.pre_ff_norm), args.lora);
+    return h2 + RmsNorm(m, L.post_ff_norm);
+  }
+  at::Tensor h2 = h + a;
+  return h2 + Mlp(i, RmsNorm(h2, L.post_attn_norm), args.lora);
+}
+
+at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
+  const at::Tensor& ids = args.input_ids;
+  int64_t B = ids.size(0), T = ids.size(1);
+  auto bool_opts = at::TensorOptions().dtype(at::kBool).device(device_);
+  at::Tensor valid = args.valid.defined() ? args.valid.to(device_, at::kBool) : at::ones({B, T}, bool_opts);
+  int64_t past = args.cache ? args.cache->length() : 0;
+  at::Tensor positions = args.position_ids;
+  if (!positions.defined()) {
+    at::Tensor prior = past > 0 ? args.cache->valid().narrow(1, 0, past).sum(1, true, at::kLong)
+                                : at::zeros({B, 1}, at::kLong).to(device_);
+    positions = (prior + valid.to(at::kLong).cumsum(1) - 1).clamp_min(0);
+  }
+  if (args.cache) args.cache->valid().narrow(1, past, T).copy_(valid);
+  at::Tensor kv_valid = args.cache ? args.cache->valid().narrow(1, 0, past + T) : valid;
+  int64_t S = past + T;
+
+  // Masks (B, 1, T, S): causal ∧ key is real, plus a sliding window for local layers. A query
+  // always sees its own slot so padded rows never produce NaN.
+  bool all_real = !args.valid.defined() && past == 0;
+  auto qs = at::arange(past, S, at::TensorOptions().dtype(at::kLong).device(device_)).view({T, 1});
+  auto ks = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(device_)).view({1, S});
+  at::Tensor causal = ks <= qs;
+  at::Tensor global_mask, local_mask;
+  auto build = [&](const at::Tensor& base) {
+    return (base.view({1, 1, T, S}) & kv_valid.view({B, 1, 1, S})) | (ks == qs).view({1, 1, T, S});
+  };
+  if (!all_real) global_mask = build(causal);
+  bool need_local = cfg_.sliding_window && *cfg_.sliding_window < S;
+  if (need_local) local_mask = build(causal & (ks > qs - *cfg_.sliding_window));
+  else local_mask = global_mask;
+
+  // RoPE tables (B, 1, T, hd), computed in fp32 then cast like the reference.
+  auto rope = [&](const at::Tensor& inv) {
+    at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv.view({1, 1, -1});
+    at::Tensor emb = at::cat({freqs, freqs}, -1);
+    return std::pair{emb.cos().to(dtype_).unsqueeze(1), emb.sin().to(dtype_).unsqueeze(1)};
+  };
+  auto [cos_g, sin_g] = rope(inv_freq_global_);
+  at::Tensor cos_l = cos_g, sin_l = sin_g;
+  if (cfg_.gemma()) std::tie(cos_l, sin_l) = rope(inv_freq_local_);
+
+  at::Tensor h = at::embedding(embed_, ids.to(device_));
+  if (cfg_.gemma()) h = h * at::scalar_tensor(std::sqrt(static_cast<double>(cfg_.hidden_size)), at::kFloat).to(dtype_);
+  for (int64_t i = 0; i < cfg_.num_hidden_layers; ++i) {
+    bool local = !cfg_.layer_is_sliding.empty() && cfg_.layer_is_sliding[i];
+    const at::Tensor& cos = local ? cos_l : cos_g;
+    const at::Tensor& sin = local ? sin_l : sin_g;
+    const at::Tensor& mask = local ? local_mask : global_mask;
+    if (args.checkpoint_layers && c10::GradMode::is_enabled() && args.cache == nullptr) {
+      h = CheckpointedCall([=, this](const at::Tensor& x) { return Layer(i, x, cos, sin, mask, args); }, h);
+    } else {
+      h = Layer(i, h, cos, sin, mask, args);
+    }
+  }
+  if (args.cache) args.cache->Advance(T);
+  return RmsNorm(h, final_norm_);
+}
+
+at::Tensor Transformer::Logits(const at::Tensor& hidden, const LoraBatch* lora) const {
+  const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
+  at::Tensor logits = ApplyLinear(hidden, head, {}, lora, -1, LinearKind::kLmHead).to(at::kFloat);
+  if (cfg_.final_logit_softcapping) {
+    double cap = *cfg_.final_logit_softcapping;
+    logits = at::tanh(logits / cap) * cap;
+  }
+  return logits;
+}
+
+}  // namespace openrl::model

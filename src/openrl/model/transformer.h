@@ -1,0 +1,109 @@
+// Transformer: a decoder-only language model on libtorch — Llama 3 (rope scaling), Qwen 3
+// (q/k norms) and Gemma 3 text (scaled embeddings, (1+w) RMSNorm, pre/post norms, local and
+// global layers) — with GQA, tied or untied embeddings, bf16/fp16/fp32, a KV cache, LoRA
+// through ApplyLinear, and optional activation checkpointing per layer.
+//
+// Weights use Hugging Face names ("model.layers.0.self_attn.q_proj.weight"), so loading and
+// saving a checkpoint is a name-for-name copy (checkpoint.h).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "openrl/core/status.h"
+#include "openrl/model/config.h"
+#include "openrl/model/lora.h"
+
+namespace openrl::model {
+
+// Keys and values of every layer for a batch, left-padded so all rows share one write slot.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& cfg, int64_t batch, int64_t capacity, at::ScalarType dtype,
+          at::Device device);
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t batch() const { return batch_; }
+  // (B, capacity) bool: which slots hold real tokens (false for left padding).
+  at::Tensor& valid() { return valid_; }
+  at::Tensor& keys(int64_t layer) { return k_[layer]; }    // (B, n_kv, capacity, hd)
+  at::Tensor& values(int64_t layer) { return v_[layer]; }
+  void Advance(int64_t n) { length_ += n; }
+  // Keeps only rows `rows` (e.g. when finished sequences leave a batch).
+  void SelectRows(const at::Tensor& rows);
+
+ private:
+  int64_t batch_, capacity_, length_ = 0;
+  std::vector<at::Tensor> k_, v_;
+  at::Tensor valid_;
+};
+
+struct ForwardArgs {
+  at::Tensor input_ids;     // (B, T) int64
+  at::Tensor position_ids;  // (B, T) int64; default: counting real tokens from 0 per row
+  at::Tensor valid;         // (B, T) bool, false for padding; default: all real
+  KvCache* cache = nullptr;
+  const LoraBatch* lora = nullptr;
+  bool checkpoint_layers = false;  // recompute each layer in backward to save activations
+};
+
+class Transformer {
+ public:
+  using TensorSource = std::function<Result<at::Tensor>(const std::string& name)>;
+
+  // Builds the model from named tensors (converted to dtype/device), checking every expected
+  // name and shape against the config. Errors name the tensor and the expected shape.
+  static Result<std::unique_ptr<Transformer>> Load(const ModelConfig& cfg, const TensorSource& source,
+                                                   at::ScalarType dtype, at::Device device);
+  // Random initialization (normal(0, 0.02), norms at their identity), for training from scratch.
+  static std::unique_ptr<Transformer> Init(const ModelConfig& cfg, at::ScalarType dtype,
+                                           at::Device device, uint64_t seed);
+
+  const ModelConfig& config() const { return cfg_; }
+  at::ScalarType dtype() const { return dtype_; }
+  at::Device device() const { return device_; }
+
+  // Final-normed hidden states (B, T, H).
+  at::Tensor Hidden(const ForwardArgs& args) const;
+  // Logits (B, T, V) in fp32 from hidden states (lm_head LoRA and softcapping applied).
+  at::Tensor Logits(const at::Tensor& hidden, const LoraBatch* lora = nullptr) const;
+
+  // Every weight with its Hugging Face name (tied lm_head not repeated).
+  std::vector<std::pair<std::string, at::Tensor>> NamedParameters() const;
+  void SetRequiresGrad(bool on);
+  // Visits every LoRA-targetable weight (layer -1 = lm_head; tied heads visit the embedding).
+  Status ForEachLinear(const std::function<void(int64_t layer, LinearKind kind, at::Tensor& w)>& fn);
+
+  // Expected names and shapes of the checkpoint tensors, for validation and for writers.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors() const;
+
+ private:
+  struct Layer {
+    at::Tensor q, k, v, o, q_bias, k_bias, v_bias, o_bias;
+    at::Tensor gate, up, down;
+    at::Tensor input_norm, post_attn_norm, pre_ff_norm, post_ff_norm, q_norm, k_norm;
+  };
+  Transformer(ModelConfig cfg, at::ScalarType dtype, at::Device device);
+  std::vector<std::pair<std::string, at::Tensor*>> Slots();
+  void ComputeRopeTables();
+
+  at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w) const;
+  at::Tensor Layer(int64_t i, const at::Tensor& h, const at::Tensor& cos, const at::Tensor& sin,
+                   const at::Tensor& mask, const ForwardArgs& args) const;
+  at::Tensor Attention(int64_t i, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                       const at::Tensor& mask, const ForwardArgs& args) const;
+  at::Tensor Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lora) const;
+
+  ModelConfig cfg_;
+  at::ScalarType dtype_;
+  at::Device device_;
+  at::Tensor embed_, final_norm_, lm_head_;
+  std::vector<struct Layer> layers_;
+  at::Tensor inv_freq_global_, inv_freq_local_;  // (hd/2) fp32
+};
+
+}  // namespace openrl::model
