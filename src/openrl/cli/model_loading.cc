@@ -13,16 +13,18 @@ void AddModelOptions(CLI::App* sub, ModelOptions& opts) {
   sub->add_option("--adapter", opts.adapter_dir, "PEFT LoRA adapter directory");
   sub->add_option("--dtype", opts.dtype, "float32 | bfloat16 | float16")->capture_default_str();
   sub->add_option("--threads", opts.threads, "CPU threads (0 = all cores)");
+  sub->add_option("--device", opts.device, "cpu | cuda | cuda:N")->capture_default_str();
 }
 
 Result<LoadedModel> LoadModelForCli(const ModelOptions& opts) {
   if (opts.threads > 0) at::set_num_threads(opts.threads);
   LoadedModel m;
   OPENRL_ASSIGN_OR_RETURN(at::ScalarType dtype, model::ParseDtype(opts.dtype));
-  OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(opts.model_dir, {dtype, at::kCPU}));
+  OPENRL_ASSIGN_OR_RETURN(at::Device device, model::ParseDevice(opts.device));
+  OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(opts.model_dir, {dtype, device}));
   m.model = m.dir.model.get();
   if (!opts.adapter_dir.empty()) {
-    OPENRL_ASSIGN_OR_RETURN(m.adapter, model::LoadPeftAdapter(opts.adapter_dir, m.dir.config, dtype, at::kCPU));
+    OPENRL_ASSIGN_OR_RETURN(m.adapter, model::LoadPeftAdapter(opts.adapter_dir, m.dir.config, dtype, device));
   }
   namespace stdfs = std::filesystem;
   if (stdfs::exists(stdfs::path(opts.model_dir) / "tokenizer.json")) {

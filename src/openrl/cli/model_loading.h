@@ -19,6 +19,7 @@ struct ModelOptions {
   std::string model_dir;
   std::string adapter_dir;
   std::string dtype = "float32";
+  std::string device = "cpu";
   int threads = 0;
 };
 

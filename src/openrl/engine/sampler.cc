@@ -18,6 +18,8 @@ std::vector<TokenLogprob> TopK(const at::Tensor& logprobs_row, int64_t k) {
   std::vector<TokenLogprob> out;
   if (k <= 0) return out;
   auto [vals, idx] = logprobs_row.topk(std::min<int64_t>(k, logprobs_row.size(0)));
+  vals = vals.cpu();
+  idx = idx.cpu();
   auto v = vals.accessor<float, 1>();
   auto i = idx.accessor<int64_t, 1>();
   for (int64_t j = 0; j < vals.size(0); ++j) out.push_back({static_cast<int32_t>(i[j]), v[j]});
@@ -67,14 +69,15 @@ bool HitsStop(const SampleRequest& r, const SampleResult& res, const tokenizer::
   return false;
 }
 
-LoraBatch GroupRows(const std::vector<SampleRequest>& reqs, const std::vector<int64_t>& live) {
+LoraBatch GroupRows(const std::vector<SampleRequest>& reqs, const std::vector<int64_t>& live,
+                    at::Device device) {
   std::map<const model::LoraAdapter*, std::vector<int64_t>> rows;
   for (size_t b = 0; b < live.size(); ++b)
     if (reqs[live[b]].adapter) rows[reqs[live[b]].adapter].push_back(static_cast<int64_t>(b));
   LoraBatch batch;
   for (auto& [adapter, idx] : rows) {
     LoraBatch::Group g{adapter, {}};
-    if (idx.size() != live.size()) g.rows = at::tensor(idx, at::kLong);
+    if (idx.size() != live.size()) g.rows = at::tensor(idx, at::kLong).to(device);
     batch.groups.push_back(g);
   }
   return batch;
@@ -82,7 +85,7 @@ LoraBatch GroupRows(const std::vector<SampleRequest>& reqs, const std::vector<in
 
 void FillPromptLogprobs(const at::Tensor& logits, const std::vector<SampleRequest>& reqs,
                         int64_t P, std::vector<SampleResult>& out) {
-  at::Tensor lp = at::log_softmax(logits, -1);  // (B, P, V)
+  at::Tensor lp = at::log_softmax(logits, -1).cpu();  // (B, P, V)
   for (size_t b = 0; b < reqs.size(); ++b) {
     const auto& r = reqs[b];
     if (!r.params.prompt_logprobs) continue;
@@ -152,7 +155,7 @@ Result<std::vector<SampleResult>> Generate(const Transformer& model,
     std::vector<int64_t> live(B);
     for (int64_t b = 0; b < B; ++b) live[b] = b;
     KvCache cache(cfg, B, P + std::max<int64_t>(max_new, 1), model.dtype(), model.device());
-    LoraBatch lora = GroupRows(reqs, live);
+    LoraBatch lora = GroupRows(reqs, live, model.device());
     model::ForwardArgs args{ids, {}, valid, &cache, &lora, false};
     at::Tensor hidden = model.Hidden(args);
     bool any_prompt_lp = std::any_of(reqs.begin(), reqs.end(), [](auto& r) { return r.params.prompt_logprobs; });
@@ -166,6 +169,7 @@ Result<std::vector<SampleResult>> Generate(const Transformer& model,
     }
 
     for (int64_t step = 0; !live.empty(); ++step) {
+      last_logits = last_logits.cpu();  // per-row sampling uses CPU generators
       std::vector<int64_t> next_tokens, still;
       for (size_t i = 0; i < live.size(); ++i) {
         int64_t b = live[i];
@@ -194,13 +198,13 @@ Result<std::vector<SampleResult>> Generate(const Transformer& model,
       }
       if (still.empty()) break;
       if (still.size() != live.size()) {
-        cache.SelectRows(at::tensor(still, at::kLong));
+        cache.SelectRows(at::tensor(still, at::kLong).to(model.device()));
         std::vector<int64_t> kept;
         for (int64_t i : still) kept.push_back(live[i]);
         live = kept;
-        lora = GroupRows(reqs, live);
+        lora = GroupRows(reqs, live, model.device());
       }
-      at::Tensor step_ids = at::tensor(next_tokens, at::kLong).view({-1, 1});
+      at::Tensor step_ids = at::tensor(next_tokens, at::kLong).view({-1, 1}).to(model.device());
       model::ForwardArgs dargs{step_ids, {}, at::ones({static_cast<int64_t>(live.size()), 1}, at::kBool),
                                &cache, &lora, false};
       last_logits = model.Logits(model.Hidden(dargs), &lora).squeeze(1);

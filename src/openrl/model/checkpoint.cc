@@ -1,5 +1,7 @@
 #include "openrl/model/checkpoint.h"
 
+#include <ATen/Context.h>
+
 #include <cstring>
 #include <filesystem>
 
@@ -23,6 +25,18 @@ std::string DtypeName(at::ScalarType t) {
     case at::kBFloat16: return "bfloat16";
     case at::kHalf: return "float16";
     default: return "float32";
+  }
+}
+
+Result<at::Device> ParseDevice(const std::string& name) {
+  try {
+    at::Device d(name);
+    if (d.is_cuda() && !at::hasCUDA())
+      return FailedPrecondition("device '" + name + "': this build or machine has no CUDA (build with -DOPENRL_WITH_CUDA=ON on a GPU machine)");
+    if (!d.is_cpu() && !d.is_cuda()) return InvalidArgument("device '" + name + "': only cpu and cuda are supported");
+    return d;
+  } catch (const std::exception&) {
+    return InvalidArgument("device '" + name + "' is not a device name (use cpu, cuda or cuda:N)");
   }
 }
 

@@ -20,6 +20,8 @@ namespace openrl::model {
 // "float32" | "bfloat16" | "float16" (also "fp32", "bf16", "fp16") → dtype.
 Result<at::ScalarType> ParseDtype(std::string_view name);
 std::string DtypeName(at::ScalarType t);  // "float32", "bfloat16", "float16"
+// "cpu", "cuda", "cuda:1" → device; CUDA must be available in this build and machine.
+Result<at::Device> ParseDevice(const std::string& name);
 
 // A copy of the view's bytes as a tensor of its dtype (F32, F16, BF16, F64, I64, I32, I8, U8, BOOL).
 Result<at::Tensor> TensorFromView(const formats::TensorView& view, std::string_view source);
