@@ -44,8 +44,8 @@ std::string Format(const char* f, ...) {
 struct QuickstartOptions {
   std::string data_dir = "data/quickstart";
   std::string workdir = "var/quickstart";
-  int64_t pretrain_steps = 600;
-  int64_t lora_steps = 150;
+  int64_t pretrain_steps = 800;
+  int64_t lora_steps = 800;
   bool fresh = false;
   int threads = 0;
 };
@@ -213,15 +213,19 @@ int Run(const QuickstartOptions& o) {
   if (!add_acc.ok()) return fail(add_acc.status());
   if (!sub_before.ok()) return fail(sub_before.status());
 
-  std::cerr << Format("[4/4] teaching subtraction with a rank-16 LoRA adapter (%zu examples)\n", sub->train.size());
+  std::cerr << Format("[4/4] teaching subtraction with a rank-32 LoRA adapter (%zu examples, plus addition replay)\n",
+                      sub->train.size());
   model::LoraConfig lc;
-  lc.rank = 16;
-  lc.alpha = 32;
+  lc.rank = 32;
+  lc.alpha = 64;
   auto adapter = model::LoraAdapter::Create(dir->config, lc, at::kFloat, at::kCPU, 7);
   double lora_loss = 0, lora_tps = 0;
   {
+    // Subtraction plus a replay of every other addition, so the new skill does not erase the old.
+    std::vector<std::string> mix = sub->train;
+    for (size_t i = 0; i < add->train.size(); i += 2) mix.push_back(add->train[i]);
     engine::Trainer trainer(*dir->model, adapter.get(), {64, false, 0});
-    if (auto s = TrainLoop(trainer, Encode(**tok, sub->train), o.lora_steps, 64, 3e-3, "lora", &lora_loss, &lora_tps); !s.ok())
+    if (auto s = TrainLoop(trainer, Encode(**tok, mix), o.lora_steps, 64, 6e-3, "lora", &lora_loss, &lora_tps); !s.ok())
       return fail(s);
   }
   adapter->SetRequiresGrad(false);
