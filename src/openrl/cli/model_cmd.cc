@@ -10,6 +10,7 @@
 #include "openrl/cli/model_loading.h"
 #include "openrl/engine/forward.h"
 #include "openrl/engine/sampler.h"
+#include "openrl/model/peft_io.h"
 
 namespace openrl::cli {
 namespace {
@@ -165,6 +166,19 @@ Result<Json> LogprobsOne(const LoadedModel& m, const Json& req) {
   return out;
 }
 
+int MergeToDir(const ModelOptions& opts, const std::string& out) {
+  auto loaded = LoadModelForCli(opts);
+  if (!loaded.ok()) return PrintError(loaded.status());
+  auto& m = *loaded;
+  if (auto st = model::MergeAdapter(*m.dir.model, *m.adapter); !st.ok()) return PrintError(st);
+  auto dtype = model::ParseDtype(opts.dtype);
+  model::SaveOptions so{*dtype, 2'000'000'000, opts.model_dir,
+                        m.dir.generation_config.empty() ? Json() : m.dir.generation_config};
+  if (auto st = model::SaveModelDir(*m.dir.model, out, so); !st.ok()) return PrintError(st);
+  std::cout << Json{{"merged", out}, {"adapter", opts.adapter_dir}}.dump() << "\n";
+  return 0;
+}
+
 void Install(CLI::App& app) {
   auto* model = app.add_subcommand("model", "Inspect model directories");
   model->require_subcommand(1);
@@ -172,6 +186,16 @@ void Install(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   info->add_option("DIR", *dir, "Hugging Face model directory")->required();
   info->callback([dir] { SetExitCode(ModelInfo(*dir)); });
+
+  auto* merge = model->add_subcommand("merge", "Merge a LoRA adapter into the base and write a Hugging Face directory");
+  auto mopts = std::make_shared<ModelOptions>();
+  auto out_dir = std::make_shared<std::string>();
+  AddModelOptions(merge, *mopts);
+  merge->add_option("--out", *out_dir, "output model directory")->required();
+  merge->callback([mopts, out_dir] {
+    if (mopts->adapter_dir.empty()) return SetExitCode(PrintError(InvalidArgument("merge: --adapter is required")));
+    SetExitCode(MergeToDir(*mopts, *out_dir));
+  });
 
   for (auto [name, help, fn] :
        {std::tuple{"generate",

@@ -60,6 +60,10 @@ Result<std::vector<std::vector<int32_t>>> ReadDataset(const std::string& path, c
       if (m.model->config().eos_token_ids.size() > 0) ids.push_back(m.model->config().eos_token_ids[0]);
     }
     if (ids.size() < 2) return InvalidArgument(where + ": a training example needs at least 2 tokens");
+    for (size_t t = 0; t < ids.size(); ++t)
+      if (ids[t] < 0 || ids[t] >= m.model->config().vocab_size)
+        return InvalidArgument(where + ": token " + std::to_string(t) + " = " + std::to_string(ids[t]) +
+                               " is outside the vocabulary (size " + std::to_string(m.model->config().vocab_size) + ")");
     rows.push_back(std::move(ids));
   }
   if (rows.empty()) return InvalidArgument(path + ": dataset is empty");
@@ -75,6 +79,8 @@ int RunTrain(const TrainOptions& o) {
   model::Transformer& base = *m.dir.model;
   std::unique_ptr<model::LoraAdapter> fresh;
   model::LoraAdapter* adapter = m.adapter.get();
+  if (o.lora_rank < 0) return PrintError(InvalidArgument("--lora-rank must be >= 0 (0 = full fine-tuning)"));
+  if (o.micro_batch < 1 || o.batch_size < 1) return PrintError(InvalidArgument("--batch-size and --micro-batch must be >= 1"));
   if (!adapter && o.lora_rank > 0) {
     model::LoraConfig lc;
     lc.rank = o.lora_rank;
@@ -91,7 +97,7 @@ int RunTrain(const TrainOptions& o) {
   }
   engine::Trainer trainer(base, adapter, {o.micro_batch, o.checkpoint, 0});
   engine::AdamParams hp{o.lr, 0.9, o.beta2, o.eps, o.weight_decay, o.clip};
-  std::mt19937_64 rng(o.seed);
+  at::manual_seed(o.seed);  // LoRA dropout draws from the default generator
   const auto& rows = *data;
   for (int64_t step = 0; step < o.steps; ++step) {
     std::vector<std::vector<int32_t>> batch;
@@ -141,7 +147,7 @@ void Install(CLI::App& app) {
   sub->add_option("--beta2", o->beta2, "AdamW beta2")->capture_default_str();
   sub->add_option("--eps", o->eps, "AdamW epsilon")->capture_default_str();
   sub->add_option("--clip", o->clip, "gradient-norm clip (0 = off)")->capture_default_str();
-  sub->add_option("--seed", o->seed, "seed for LoRA init and data order")->capture_default_str();
+  sub->add_option("--seed", o->seed, "seed for LoRA init and dropout (rows are taken in file order)")->capture_default_str();
   sub->add_flag("--checkpoint-activations", o->checkpoint, "recompute layers in backward to save memory");
   sub->add_option("--dump-grads", o->dump_grads, "write the first step's gradients as safetensors");
   sub->callback([o] { SetExitCode(RunTrain(*o)); });

@@ -1,6 +1,9 @@
 #include "openrl/model/activation_checkpoint.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/autograd.h>
+
+#include <mutex>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace openrl::model {
@@ -11,13 +14,27 @@ using torch::autograd::variable_list;
 
 struct FnHolder : torch::CustomClassHolder {
   std::function<at::Tensor(const at::Tensor&)> fn;
+  at::Tensor rng_state;  // CPU generator state at forward time, so dropout masks recompute equal
 };
+
+at::Tensor GetRngState() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void SetRngState(const at::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
 
 struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x,
                             c10::intrusive_ptr<FnHolder> holder) {
     ctx->save_for_backward({x});
     ctx->saved_data["fn"] = c10::IValue::make_capsule(holder);
+    holder->rng_state = GetRngState();
     return holder->fn(x);  // grad mode is off inside forward: no activations kept
   }
 
@@ -27,8 +44,11 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     at::Tensor xd = x.detach().requires_grad_(true);
     at::Tensor y;
     {
+      at::Tensor now = GetRngState();
+      SetRngState(holder->rng_state);
       at::AutoGradMode enable(true);
       y = holder->fn(xd);
+      SetRngState(now);
     }
     torch::autograd::backward({y}, {grad_out[0]});
     return {xd.grad(), at::Tensor()};
@@ -40,6 +60,9 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
 at::Tensor CheckpointedCall(std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x) {
   auto holder = c10::make_intrusive<FnHolder>();
   holder->fn = std::move(fn);
+  // With a frozen base the layer input needs no gradient, yet the adapter weights inside the
+  // layer do: make the input require grad so autograd records the checkpointed call.
+  if (!x.requires_grad()) return CheckpointFunction::apply(x.detach().requires_grad_(true), holder);
   return CheckpointFunction::apply(x, holder);
 }
 

@@ -84,7 +84,10 @@ const std::vector<std::pair<std::string, std::string>> kNamePrefixes = {
 
 Result<at::Tensor> TensorFromView(const formats::TensorView& view, std::string_view source) {
   auto dt = TorchDtype(view.dtype());
-  if (!dt.ok()) return dt.status().WithContext(std::string(source) + ": tensor '" + view.name() + "'");
+  if (!dt.ok()) {
+    std::string where = "tensor '" + view.name() + "'";
+    return dt.status().WithContext(source.empty() ? where : std::string(source) + ": " + where);
+  }
   auto span = view.data();
   at::Tensor t = at::empty(view.shape(), at::TensorOptions().dtype(*dt));
   if (!span.empty()) std::memcpy(t.data_ptr(), span.data(), span.size());
@@ -121,14 +124,18 @@ Result<ModelDir> LoadModelDir(const std::string& dir, const LoadOptions& opts) {
         if (name.starts_with(ours) && ckpt->Contains(theirs + name.substr(ours.size())))
           found = theirs + name.substr(ours.size());
       if (found.empty())
-        return InvalidArgument(source + ": checkpoint has no tensor '" + name + "' required by config.json");
+        return InvalidArgument("checkpoint has no tensor '" + name + "' required by config.json");
     }
     OPENRL_ASSIGN_OR_RETURN(auto view, ckpt->Get(found));
-    return TensorFromView(view, source);
+    return TensorFromView(view, "");
   };
-  auto model = Transformer::Load(out.config, lookup, dtype, opts.device);
-  if (!model.ok()) return model.status().WithContext(dir);
-  out.model = std::move(model).value();
+  try {
+    auto model = Transformer::Load(out.config, lookup, dtype, opts.device);
+    if (!model.ok()) return model.status().WithContext(dir);
+    out.model = std::move(model).value();
+  } catch (const std::exception& e) {  // allocation or libtorch failures while materializing
+    return StatusFromException(e, dir);
+  }
   return out;
 }
 

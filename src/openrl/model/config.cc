@@ -44,10 +44,14 @@ Json RopeToJson(const RopeParams& r) {
   return j;
 }
 
-Status RequirePositive(int64_t v, const char* field, std::string_view src) {
-  if (v > 0) return Status::Ok();
-  return InvalidArgument(std::string(src) + ": field '" + field + "' must be positive, got " +
-                         std::to_string(v));
+// Upper bounds far above any real model, so an absurd config is an error, not an allocation.
+constexpr int64_t kMaxDimension = int64_t{1} << 24;  // hidden, intermediate, vocab, context
+constexpr int64_t kMaxCount = 4096;                   // layers, heads
+
+Status RequirePositive(int64_t v, const char* field, std::string_view src, int64_t max = kMaxDimension) {
+  if (v > 0 && v <= max) return Status::Ok();
+  return InvalidArgument(std::string(src) + ": field '" + field + "' must be in [1, " + std::to_string(max) +
+                         "], got " + std::to_string(v));
 }
 
 Status ParseRopeAll(const Json& j, ModelConfig& c, std::string_view src) {
@@ -158,11 +162,12 @@ Result<ModelConfig> ModelConfig::FromJson(const Json& root, std::string_view src
   OPENRL_ASSIGN_OR_RETURN(c.num_key_value_heads,
                           GetFieldOr<int64_t>(j, "num_key_value_heads", c.num_attention_heads, src));
   for (auto [v, name] : {std::pair{c.vocab_size, "vocab_size"}, {c.hidden_size, "hidden_size"},
-                         {c.intermediate_size, "intermediate_size"},
-                         {c.num_hidden_layers, "num_hidden_layers"},
+                         {c.intermediate_size, "intermediate_size"}})
+    OPENRL_RETURN_IF_ERROR(RequirePositive(v, name, src));
+  for (auto [v, name] : {std::pair{c.num_hidden_layers, "num_hidden_layers"},
                          {c.num_attention_heads, "num_attention_heads"},
                          {c.num_key_value_heads, "num_key_value_heads"}})
-    OPENRL_RETURN_IF_ERROR(RequirePositive(v, name, src));
+    OPENRL_RETURN_IF_ERROR(RequirePositive(v, name, src, kMaxCount));
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     return InvalidArgument(std::string(src) + ": num_attention_heads (" +
                            std::to_string(c.num_attention_heads) +
@@ -170,10 +175,11 @@ Result<ModelConfig> ModelConfig::FromJson(const Json& root, std::string_view src
                            std::to_string(c.num_key_value_heads) + ")");
   int64_t default_head_dim = c.hidden_size / c.num_attention_heads;
   OPENRL_ASSIGN_OR_RETURN(c.head_dim, GetFieldOr<int64_t>(j, "head_dim", default_head_dim, src));
-  OPENRL_RETURN_IF_ERROR(RequirePositive(c.head_dim, "head_dim", src));
+  OPENRL_RETURN_IF_ERROR(RequirePositive(c.head_dim, "head_dim", src, kMaxCount * 4));
   if (c.head_dim % 2 != 0) return InvalidArgument(std::string(src) + ": head_dim must be even");
   OPENRL_ASSIGN_OR_RETURN(c.max_position_embeddings,
                           GetFieldOr<int64_t>(j, "max_position_embeddings", 2048, src));
+  OPENRL_RETURN_IF_ERROR(RequirePositive(c.max_position_embeddings, "max_position_embeddings", src));
   OPENRL_ASSIGN_OR_RETURN(c.rms_norm_eps, GetFieldOr<double>(j, "rms_norm_eps", 1e-6, src));
   bool tie_default = c.gemma();
   OPENRL_ASSIGN_OR_RETURN(c.tie_word_embeddings,
@@ -251,7 +257,11 @@ Json ModelConfig::ToJson() const {
   if (gemma()) {
     j["rope_parameters"] = {{"full_attention", RopeToJson(rope)},
                             {"sliding_attention", RopeToJson(rope_local)}};
-    j["query_pre_attn_scalar"] = query_pre_attn_scalar;
+    // transformers types this field as an int; write whole values as integers.
+    if (query_pre_attn_scalar == std::floor(query_pre_attn_scalar))
+      j["query_pre_attn_scalar"] = static_cast<int64_t>(query_pre_attn_scalar);
+    else
+      j["query_pre_attn_scalar"] = query_pre_attn_scalar;
     j["final_logit_softcapping"] = final_logit_softcapping ? Json(*final_logit_softcapping) : Json();
     j["attn_logit_softcapping"] = attn_logit_softcapping ? Json(*attn_logit_softcapping) : Json();
   } else {
