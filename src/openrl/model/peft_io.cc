@@ -147,6 +147,10 @@ Status SavePeftAdapter(const LoraAdapter& adapter, const std::string& dir, const
 
 Status MergeAdapter(Transformer& model, const LoraAdapter& adapter) {
   at::NoGradGuard no_grad;
+  if (model.config().tie_word_embeddings && adapter.Find(-1, LinearKind::kLmHead) != nullptr)
+    return FailedPrecondition(
+        "merge: the adapter trains lm_head but this model ties it to the input embeddings; merging "
+        "would change both (serve the adapter unmerged instead)");
   double scale = adapter.config().scale();
   return model.ForEachLinear([&](int64_t layer, LinearKind kind, at::Tensor& w) {
     const auto* p = adapter.Find(layer, kind);
