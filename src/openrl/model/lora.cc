@@ -127,6 +127,10 @@ void LoraAdapter::SetRequiresGrad(bool on) {
 at::Tensor ApplyLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                        const LoraBatch* lora, int64_t layer, LinearKind kind) {
   at::Tensor y = bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+  return AddLora(std::move(y), x, lora, layer, kind);
+}
+
+at::Tensor AddLora(at::Tensor y, const at::Tensor& x, const LoraBatch* lora, int64_t layer, LinearKind kind) {
   if (lora == nullptr) return y;
   for (const auto& g : lora->groups) {
     const LoraAdapter::Pair* p = g.adapter ? g.adapter->Find(layer, kind) : nullptr;

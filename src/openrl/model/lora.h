@@ -75,5 +75,8 @@ struct LoraBatch {
 // x: (B, T, in), weight: (out, in) → (B, T, out).
 at::Tensor ApplyLinear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                        const LoraBatch* lora, int64_t layer, LinearKind kind);
+// The LoRA part alone: y + Σ_groups scale·(drop(x[rows])·Aᵀ)·Bᵀ (for callers that computed x·Wᵀ
+// another way, e.g. with fused inference weights).
+at::Tensor AddLora(at::Tensor y, const at::Tensor& x, const LoraBatch* lora, int64_t layer, LinearKind kind);
 
 }  // namespace openrl::model

@@ -59,6 +59,7 @@ void KvCache::SelectRows(const at::Tensor& rows) {
 Transformer::Transformer(ModelConfig cfg, at::ScalarType dtype, at::Device device)
     : cfg_(std::move(cfg)), dtype_(dtype), device_(device) {
   layers_.resize(cfg_.num_hidden_layers);
+  inference_.resize(cfg_.num_hidden_layers);
   ComputeRopeTables();
 }
 
@@ -198,6 +199,36 @@ Status Transformer::ForEachLinear(
   return Status::Ok();
 }
 
+// ---- inference weights ----
+
+const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
+  if (c10::GradMode::is_enabled() || cfg_.attention_bias) return nullptr;
+  const auto& L = layers_[i];
+  std::vector<int64_t> versions;
+  for (const at::Tensor* t : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) versions.push_back(t->_version());
+  std::lock_guard<std::mutex> lock(inference_mu_);
+  InferenceWeights& iw = inference_[i];
+  if (iw.versions != versions) {
+    iw.qkv_t = at::cat({L.q, L.k, L.v}, 0).t().contiguous();
+    iw.gate_up_t = at::cat({L.gate, L.up}, 0).t().contiguous();
+    iw.o_t = L.o.t().contiguous();
+    iw.down_t = L.down.t().contiguous();
+    iw.versions = std::move(versions);
+  }
+  return &iw;
+}
+
+at::Tensor Transformer::InferenceHead() const {
+  if (c10::GradMode::is_enabled()) return {};
+  const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
+  std::lock_guard<std::mutex> lock(inference_mu_);
+  if (head_version_ != head._version() || !head_t_.defined()) {
+    head_t_ = head.t().contiguous();
+    head_version_ = head._version();
+  }
+  return head_t_;
+}
+
 // ---- forward ---------------------------------------------------------------------------------
 
 at::Tensor Transformer::RmsNorm(const at::Tensor& x, const at::Tensor& w) const {
@@ -213,10 +244,22 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
   const auto& L = layers_[i];
   const LoraBatch* lora = args.lora;
   int64_t B = x.size(0), T = x.size(1), hd = cfg_.head_dim;
+  at::Tensor q, k, v;
+  if (const InferenceWeights* iw = Inference(i)) {
+    int64_t qd = cfg_.num_attention_heads * hd, kd = cfg_.num_key_value_heads * hd;
+    at::Tensor qkv = at::matmul(x, iw->qkv_t);
+    q = AddLora(qkv.narrow(-1, 0, qd), x, lora, i, LinearKind::kQ);
+    k = AddLora(qkv.narrow(-1, qd, kd), x, lora, i, LinearKind::kK);
+    v = AddLora(qkv.narrow(-1, qd + kd, kd), x, lora, i, LinearKind::kV);
+  } else {
+    q = ApplyLinear(x, L.q, L.q_bias, lora, i, LinearKind::kQ);
+    k = ApplyLinear(x, L.k, L.k_bias, lora, i, LinearKind::kK);
+    v = ApplyLinear(x, L.v, L.v_bias, lora, i, LinearKind::kV);
+  }
   // (B, T, n*hd) → (B, n, T, hd)
-  at::Tensor q = ApplyLinear(x, L.q, L.q_bias, lora, i, LinearKind::kQ).view({B, T, -1, hd}).transpose(1, 2);
-  at::Tensor k = ApplyLinear(x, L.k, L.k_bias, lora, i, LinearKind::kK).view({B, T, -1, hd}).transpose(1, 2);
-  at::Tensor v = ApplyLinear(x, L.v, L.v_bias, lora, i, LinearKind::kV).view({B, T, -1, hd}).transpose(1, 2);
+  q = q.reshape({B, T, -1, hd}).transpose(1, 2);
+  k = k.reshape({B, T, -1, hd}).transpose(1, 2);
+  v = v.reshape({B, T, -1, hd}).transpose(1, 2);
   if (cfg_.has_qk_norm()) {
     q = RmsNorm(q, L.q_norm);
     k = RmsNorm(k, L.k_norm);
@@ -249,18 +292,28 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
     out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, true);
   }
   out = out.transpose(1, 2).reshape({B, T, -1});
+  if (const InferenceWeights* iw = Inference(i)) return AddLora(at::matmul(out, iw->o_t), out, lora, i, LinearKind::kO);
   return ApplyLinear(out, L.o, L.o_bias, lora, i, LinearKind::kO);
 }
 
 at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lora) const {
   const auto& L = layers_[i];
-  at::Tensor none;
-  at::Tensor g = ApplyLinear(x, L.gate, none, lora, i, LinearKind::kGate);
-  at::Tensor u = ApplyLinear(x, L.up, none, lora, i, LinearKind::kUp);
+  at::Tensor none, g, u;
+  const InferenceWeights* iw = Inference(i);
+  if (iw) {
+    at::Tensor gu = at::matmul(x, iw->gate_up_t);
+    g = AddLora(gu.narrow(-1, 0, cfg_.intermediate_size), x, lora, i, LinearKind::kGate);
+    u = AddLora(gu.narrow(-1, cfg_.intermediate_size, cfg_.intermediate_size), x, lora, i, LinearKind::kUp);
+  } else {
+    g = ApplyLinear(x, L.gate, none, lora, i, LinearKind::kGate);
+    u = ApplyLinear(x, L.up, none, lora, i, LinearKind::kUp);
+  }
   at::Tensor act = cfg_.hidden_act == "silu" ? at::silu(g)
                    : cfg_.hidden_act == "gelu" ? at::gelu(g)
                                                : at::gelu(g, "tanh");
-  return ApplyLinear(act * u, L.down, none, lora, i, LinearKind::kDown);
+  at::Tensor h = act * u;
+  if (iw) return AddLora(at::matmul(h, iw->down_t), h, lora, i, LinearKind::kDown);
+  return ApplyLinear(h, L.down, none, lora, i, LinearKind::kDown);
 }
 
 at::Tensor Transformer::Layer(int64_t i, const at::Tensor& h, const at::Tensor& cos,
@@ -337,7 +390,10 @@ at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
 
 at::Tensor Transformer::Logits(const at::Tensor& hidden, const LoraBatch* lora) const {
   const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
-  at::Tensor logits = ApplyLinear(hidden, head, {}, lora, -1, LinearKind::kLmHead).to(at::kFloat);
+  at::Tensor head_t = InferenceHead();
+  at::Tensor logits = (head_t.defined() ? AddLora(at::matmul(hidden, head_t), hidden, lora, -1, LinearKind::kLmHead)
+                                        : ApplyLinear(hidden, head, {}, lora, -1, LinearKind::kLmHead))
+                          .to(at::kFloat);
   if (cfg_.final_logit_softcapping) {
     double cap = *cfg_.final_logit_softcapping;
     logits = at::tanh(logits / cap) * cap;
