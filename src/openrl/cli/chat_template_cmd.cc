@@ -37,33 +37,15 @@ Result<Json> RenderOne(const chat::ChatTemplate& ct, const OrderedJson& req) {
 }
 
 int RunOrderedJsonLines(const chat::ChatTemplate& ct) {
-  std::ios::sync_with_stdio(false);
-  std::string line;
-  int64_t line_no = 0;
-  int rc = 0;
-  while (std::getline(std::cin, line)) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::string where = "stdin line " + std::to_string(line_no);
-    Result<Json> out = [&]() -> Result<Json> {
-      OrderedJson req = OrderedJson::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (req.is_discarded()) return InvalidArgument(where + ": invalid JSON");
-      if (!req.is_object()) return InvalidArgument(where + ": expected a JSON object");
-      Result<Json> r = RenderOne(ct, req);
-      if (!r.ok()) return r.status().WithContext(where);
-      return r;
-    }();
-    if (out.ok()) {
-      std::cout << out->dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
-    } else {
-      rc = 1;
-      Json err = {{"error", {{"code", std::string(ErrorCodeName(out.status().code()))},
-                             {"message", out.status().message()}}}};
-      std::cout << err.dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
-    }
-    std::cout.flush();
-  }
-  return rc;
+  return RunLines([&](const std::string& line, const std::string& where) -> Result<Json> {
+    // ordered_json keeps the request's key order, as Python dicts do for tools | tojson.
+    OrderedJson req = OrderedJson::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (req.is_discarded()) return InvalidArgument(where + ": invalid JSON");
+    if (!req.is_object()) return InvalidArgument(where + ": expected a JSON object");
+    Result<Json> r = RenderOne(ct, req);
+    if (!r.ok()) return r.status().WithContext(where);
+    return r;
+  });
 }
 
 void Install(CLI::App& app) {

@@ -32,7 +32,7 @@ int PrintError(const Status& status) {
   return status.code() == ErrorCode::kInvalidArgument ? 2 : 1;
 }
 
-int RunJsonLines(const std::function<Result<Json>(const Json& request)>& fn) {
+int RunLines(const std::function<Result<Json>(const std::string& line, const std::string& where)>& fn) {
   std::ios::sync_with_stdio(false);
   std::string line;
   int64_t line_no = 0;
@@ -41,13 +41,7 @@ int RunJsonLines(const std::function<Result<Json>(const Json& request)>& fn) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     std::string where = "stdin line " + std::to_string(line_no);
-    Result<Json> out = [&]() -> Result<Json> {
-      OPENRL_ASSIGN_OR_RETURN(Json req, ParseJson(line, where));
-      if (!req.is_object()) return InvalidArgument(where + ": expected a JSON object");
-      Result<Json> r = fn(req);
-      if (!r.ok()) return r.status().WithContext(where);
-      return r;
-    }();
+    Result<Json> out = fn(line, where);
     if (out.ok()) {
       std::cout << out->dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
     } else {
@@ -59,6 +53,16 @@ int RunJsonLines(const std::function<Result<Json>(const Json& request)>& fn) {
     std::cout.flush();
   }
   return rc;
+}
+
+int RunJsonLines(const std::function<Result<Json>(const Json& request)>& fn) {
+  return RunLines([&](const std::string& line, const std::string& where) -> Result<Json> {
+    OPENRL_ASSIGN_OR_RETURN(Json req, ParseJson(line, where));
+    if (!req.is_object()) return InvalidArgument(where + ": expected a JSON object");
+    Result<Json> r = fn(req);
+    if (!r.ok()) return r.status().WithContext(where);
+    return r;
+  });
 }
 
 }  // namespace openrl::cli

@@ -29,6 +29,9 @@ int PrintError(const Status& status);
 // result (or {"error": {...}}) is written as one line to stdout and flushed. Bad lines never stop
 // the stream; the exit code is 1 if any line failed.
 int RunJsonLines(const std::function<Result<Json>(const Json& request)>& fn);
+// The same loop for commands that parse each line their own way (e.g. keeping key order):
+// `fn` gets the raw line and "stdin line N" for error messages.
+int RunLines(const std::function<Result<Json>(const std::string& line, const std::string& where)>& fn);
 
 }  // namespace openrl::cli
 

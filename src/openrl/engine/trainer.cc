@@ -24,6 +24,15 @@ std::vector<at::Tensor> Trainer::TrainableParameters() const {
   return out;
 }
 
+void Trainer::SetThroughput(StepReport& rep, std::chrono::steady_clock::time_point start) const {
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  rep.tokens_per_second = rep.tokens / std::max(rep.seconds, 1e-9);
+  if (opts_.peak_flops > 0) {
+    double n = static_cast<double>(model_.config().NumParameters());
+    rep.mfu = 6.0 * n * rep.tokens_per_second / opts_.peak_flops;
+  }
+}
+
 Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_t>>& sequences) {
   auto start = std::chrono::steady_clock::now();
   StepReport rep;
@@ -50,12 +59,7 @@ Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_
   }
   rep.loss = loss_sum;
   rep.tokens = total_targets;
-  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  rep.tokens_per_second = rep.tokens / std::max(rep.seconds, 1e-9);
-  if (opts_.peak_flops > 0) {
-    double n = static_cast<double>(model_.config().NumParameters());
-    rep.mfu = 6.0 * n * rep.tokens_per_second / opts_.peak_flops;
-  }
+  SetThroughput(rep, start);
   return rep;
 }
 
@@ -64,12 +68,7 @@ Result<StepReport> Trainer::Step(const std::vector<std::vector<int32_t>>& sequen
   OPENRL_ASSIGN_OR_RETURN(StepReport rep, ForwardBackward(sequences));
   OPENRL_ASSIGN_OR_RETURN(StepStats st, optimizer_->Step(hp));
   rep.grad_norm = st.grad_norm;
-  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  rep.tokens_per_second = rep.tokens / std::max(rep.seconds, 1e-9);
-  if (opts_.peak_flops > 0) {
-    double n = static_cast<double>(model_.config().NumParameters());
-    rep.mfu = 6.0 * n * rep.tokens_per_second / opts_.peak_flops;
-  }
+  SetThroughput(rep, start);
   return rep;
 }
 

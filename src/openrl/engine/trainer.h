@@ -45,6 +45,8 @@ class Trainer {
   std::vector<at::Tensor> TrainableParameters() const;
 
  private:
+  void SetThroughput(StepReport& rep, std::chrono::steady_clock::time_point start) const;
+
   model::Transformer& model_;
   model::LoraAdapter* adapter_;
   TrainerOptions opts_;
