@@ -89,7 +89,8 @@ void ProgressBar::Finish() {
   std::lock_guard<std::mutex> lock(mu_);
   if (finished_) return;
   finished_ = true;
-  MaybeDrawLocked(true);
+  // A plain log already holding the final count needs no second, identical line.
+  if (tty_ || drawn_current_ != current_) MaybeDrawLocked(true);
   if (tty_) Emit("\n");
 }
 
@@ -121,6 +122,7 @@ void ProgressBar::MaybeDrawLocked(bool force) {
   }
   last_draw_ = now;
   drawn_ = true;
+  drawn_current_ = current_;
 }
 
 void ProgressBar::Emit(std::string_view text) {

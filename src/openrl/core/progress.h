@@ -77,6 +77,7 @@ class ProgressBar {
   Clock::MonoTime last_draw_;
   double last_percent_ = 0;
   bool drawn_ = false;
+  int64_t drawn_current_ = -1;  // `current` as last printed, so Finish does not repeat it
   bool finished_ = false;
 };
 
