@@ -95,7 +95,9 @@ int RunTrain(const TrainOptions& o) {
     fresh = model::LoraAdapter::Create(base.config(), lc, base.dtype(), base.device(), o.seed);
     adapter = fresh.get();
   }
-  engine::Trainer trainer(base, adapter, {o.micro_batch, o.checkpoint, 0});
+  // MFU is reported against this machine's measured fp32 matmul throughput.
+  double peak = base.device().is_cpu() ? engine::MeasureMatmulPeak(1024, 4) : 0;
+  engine::Trainer trainer(base, adapter, {o.micro_batch, o.checkpoint, peak});
   engine::AdamParams hp{o.lr, 0.9, o.beta2, o.eps, o.weight_decay, o.clip};
   at::manual_seed(o.seed);  // LoRA dropout draws from the default generator
   const auto& rows = *data;
@@ -119,6 +121,7 @@ int RunTrain(const TrainOptions& o) {
     }
     Json line = {{"step", step + 1}, {"loss", rep->loss}, {"grad_norm", rep->grad_norm},
                  {"tokens", rep->tokens}, {"tokens_per_second", rep->tokens_per_second}};
+    if (peak > 0) line["mfu"] = rep->mfu;
     std::cout << line.dump() << "\n" << std::flush;
   }
   if (!o.out.empty()) {

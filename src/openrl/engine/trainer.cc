@@ -28,8 +28,15 @@ void Trainer::SetThroughput(StepReport& rep, std::chrono::steady_clock::time_poi
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   rep.tokens_per_second = rep.tokens / std::max(rep.seconds, 1e-9);
   if (opts_.peak_flops > 0) {
-    double n = static_cast<double>(model_.config().NumParameters());
-    rep.mfu = 6.0 * n * rep.tokens_per_second / opts_.peak_flops;
+    // Full fine-tuning: 6·N per token. LoRA: the frozen base needs no weight gradients, so 4·N
+    // (forward + input gradients) plus 6·N_lora; attention FLOPs are not counted.
+    double n = static_cast<double>(model_.config().NumParameters()), flops_per_token = 6.0 * n;
+    if (adapter_) {
+      double n_lora = 0;
+      for (const auto& p : adapter_->Parameters()) n_lora += static_cast<double>(p.numel());
+      flops_per_token = 4.0 * n + 6.0 * n_lora;
+    }
+    rep.mfu = flops_per_token * rep.tokens_per_second / opts_.peak_flops;
   }
 }
 

@@ -27,7 +27,7 @@ struct StepReport {
   double grad_norm = 0;
   double seconds = 0;
   double tokens_per_second = 0;
-  double mfu = 0;             // 6·N·tokens / seconds / peak (N = trainable-path params)
+  double mfu = 0;             // model FLOPs/s over the peak: 6·N per token (full), 4·N + 6·N_lora (LoRA)
 };
 
 class Trainer {
