@@ -137,6 +137,22 @@ TEST(AdamWTest, StateRoundTripIsBitIdentical) {
   EXPECT_EQ(opt2.steps(), 4);
 }
 
+TEST(AdamWTest, IncompleteStateIsRefusedAndChangesNothing) {
+  at::Tensor w = at::randn({3});
+  AdamW opt({w});
+  w.mutable_grad() = at::ones({3});
+  ASSERT_TRUE(opt.Step({}).ok());
+  auto before = opt.StateTensors();
+  std::vector<at::Tensor> saved;
+  for (auto& [name, t] : before) saved.push_back(t.clone());
+  std::vector<std::pair<std::string, at::Tensor>> partial = {{"exp_avg.0", at::full({3}, 7.0)}};
+  auto st = opt.LoadState(partial);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("exp_avg_sq.0"), std::string::npos) << st.message();
+  auto after = opt.StateTensors();
+  for (size_t i = 0; i < saved.size(); ++i) EXPECT_TRUE(at::equal(saved[i], after[i].second)) << after[i].first;
+}
+
 TEST(AdamWTest, StepWithoutGradientsIsAFailedPrecondition) {
   at::Tensor w = at::zeros({2});
   AdamW opt({w});

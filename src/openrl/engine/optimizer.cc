@@ -87,19 +87,23 @@ std::vector<std::pair<std::string, at::Tensor>> AdamW::StateTensors() const {
 
 Status AdamW::LoadState(const std::vector<std::pair<std::string, at::Tensor>>& state) {
   std::map<std::string, at::Tensor> byname(state.begin(), state.end());
-  at::NoGradGuard no_grad;
+  // Check everything first, so a bad state leaves the optimizer as it was.
+  std::vector<std::pair<at::Tensor*, const at::Tensor*>> copies;
   for (size_t i = 0; i < params_.size(); ++i) {
     for (auto [prefix, dst] : {std::pair{"exp_avg.", &exp_avg_[i]}, {"exp_avg_sq.", &exp_avg_sq_[i]},
                                {"param_step.", &state_steps_[i]}}) {
-      auto it = byname.find(prefix + std::to_string(i));
-      if (it == byname.end()) return InvalidArgument("optimizer state: missing '" + std::string(prefix) + std::to_string(i) + "'");
+      std::string key = prefix + std::to_string(i);
+      auto it = byname.find(key);
+      if (it == byname.end()) return InvalidArgument("optimizer state: missing '" + key + "'");
       if (it->second.sizes() != dst->sizes())
-        return InvalidArgument("optimizer state: '" + it->first + "' has the wrong shape");
-      dst->copy_(it->second);
+        return InvalidArgument("optimizer state: '" + key + "' has the wrong shape");
+      copies.emplace_back(dst, &it->second);
     }
   }
   auto it = byname.find("step");
   if (it == byname.end()) return InvalidArgument("optimizer state: missing 'step'");
+  at::NoGradGuard no_grad;
+  for (auto [dst, src] : copies) dst->copy_(*src);
   steps_ = it->second.item<int64_t>();
   return Status::Ok();
 }

@@ -139,36 +139,33 @@ Result<ModelDir> LoadModelDir(const std::string& dir, const LoadOptions& opts) {
   return out;
 }
 
+// Adds `tensors` (converted to `dtype` when given) to `w`; `keep` owns the bytes until written.
+static Status AddTensors(formats::SafetensorsWriter& w, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                  std::optional<at::ScalarType> dtype, std::vector<at::Tensor>& keep) {
+  for (const auto& [name, t] : tensors) {
+    at::Tensor c = t.detach().to(at::kCPU, dtype.value_or(t.scalar_type())).contiguous();
+    keep.push_back(c);
+    OPENRL_ASSIGN_OR_RETURN(auto dt, FormatDtype(c.scalar_type()));
+    std::vector<int64_t> shape(c.sizes().begin(), c.sizes().end());
+    OPENRL_RETURN_IF_ERROR(w.Add(name, dt, shape, {static_cast<const uint8_t*>(c.data_ptr()), c.nbytes()}));
+  }
+  return Status::Ok();
+}
+
 Status WriteTensors(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                     const std::string& path, const std::map<std::string, std::string>& metadata) {
   formats::SafetensorsWriter w;
   std::vector<at::Tensor> keep;
-  for (const auto& [name, t] : tensors) {
-    at::Tensor c = t.detach().to(at::kCPU).contiguous();
-    keep.push_back(c);
-    OPENRL_ASSIGN_OR_RETURN(auto dt, FormatDtype(c.scalar_type()));
-    std::vector<int64_t> shape(c.sizes().begin(), c.sizes().end());
-    std::span<const uint8_t> bytes(static_cast<const uint8_t*>(c.data_ptr()), c.nbytes());
-    OPENRL_RETURN_IF_ERROR(w.Add(name, dt, shape, bytes));
-  }
+  OPENRL_RETURN_IF_ERROR(AddTensors(w, tensors, std::nullopt, keep));
   for (const auto& [k, v] : metadata) OPENRL_RETURN_IF_ERROR(w.SetMetadata(k, v));
   return w.Write(path);
 }
 
 Status SaveModelDir(const Transformer& model, const std::string& dir, const SaveOptions& opts) {
-  std::error_code ec;
-  stdfs::create_directories(dir, ec);
-  if (ec) return Internal(dir + ": cannot create directory: " + ec.message());
+  OPENRL_RETURN_IF_ERROR(openrl::fs::CreateDirectories(dir));
   formats::SafetensorsWriter w;
   std::vector<at::Tensor> keep;
-  for (const auto& [name, t] : model.NamedParameters()) {
-    at::Tensor c = t.detach().to(at::kCPU, opts.dtype).contiguous();
-    keep.push_back(c);
-    OPENRL_ASSIGN_OR_RETURN(auto dt, FormatDtype(c.scalar_type()));
-    std::vector<int64_t> shape(c.sizes().begin(), c.sizes().end());
-    OPENRL_RETURN_IF_ERROR(
-        w.Add(name, dt, shape, {static_cast<const uint8_t*>(c.data_ptr()), c.nbytes()}));
-  }
+  OPENRL_RETURN_IF_ERROR(AddTensors(w, model.NamedParameters(), opts.dtype, keep));
   OPENRL_RETURN_IF_ERROR(w.SetMetadata("format", "pt"));
   OPENRL_ASSIGN_OR_RETURN(auto files, w.WriteSharded(dir, opts.max_shard_bytes));
   ModelConfig cfg = model.config();
@@ -181,9 +178,10 @@ Status SaveModelDir(const Transformer& model, const std::string& dir, const Save
   if (!opts.tokenizer_from.empty() && stdfs::path(opts.tokenizer_from) != stdfs::path(dir)) {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                           "chat_template.jinja"}) {
-      stdfs::path src = stdfs::path(opts.tokenizer_from) / f;
-      if (stdfs::exists(src)) stdfs::copy_file(src, stdfs::path(dir) / f, stdfs::copy_options::overwrite_existing, ec);
-      if (ec) return Internal(src.string() + ": cannot copy: " + ec.message());
+      std::string src = (stdfs::path(opts.tokenizer_from) / f).string();
+      if (!openrl::fs::Exists(src)) continue;
+      OPENRL_ASSIGN_OR_RETURN(std::string bytes, openrl::fs::ReadFile(src));
+      OPENRL_RETURN_IF_ERROR(openrl::fs::WriteFileAtomic((stdfs::path(dir) / f).string(), bytes));
     }
   }
   return Status::Ok();

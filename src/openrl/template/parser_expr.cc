@@ -90,27 +90,18 @@ Result<ExprPtr> Parser::ParseCondExpr() {
   return e;
 }
 
-Result<ExprPtr> Parser::ParseOr() {
-  OPENRL_ASSIGN_OR_RETURN(ExprPtr e, ParseAnd());
-  while (IsName("or")) {
-    ExprPtr b = Make(ExprKind::kBinary, Cur());
-    Next();
-    b->name = "or";
-    OPENRL_ASSIGN_OR_RETURN(ExprPtr r, ParseAnd());
-    b->items.push_back(std::move(e));
-    b->items.push_back(std::move(r));
-    e = std::move(b);
-  }
-  return e;
-}
+Result<ExprPtr> Parser::ParseOr() { return ParseLogical("or", &Parser::ParseAnd); }
 
-Result<ExprPtr> Parser::ParseAnd() {
-  OPENRL_ASSIGN_OR_RETURN(ExprPtr e, ParseNot());
-  while (IsName("and")) {
+Result<ExprPtr> Parser::ParseAnd() { return ParseLogical("and", &Parser::ParseNot); }
+
+// Left-associative `a <op> b <op> c` where each operand is parsed by `operand`.
+Result<ExprPtr> Parser::ParseLogical(const char* op, Result<ExprPtr> (Parser::*operand)()) {
+  OPENRL_ASSIGN_OR_RETURN(ExprPtr e, (this->*operand)());
+  while (IsName(op)) {
     ExprPtr b = Make(ExprKind::kBinary, Cur());
     Next();
-    b->name = "and";
-    OPENRL_ASSIGN_OR_RETURN(ExprPtr r, ParseNot());
+    b->name = op;
+    OPENRL_ASSIGN_OR_RETURN(ExprPtr r, (this->*operand)());
     b->items.push_back(std::move(e));
     b->items.push_back(std::move(r));
     e = std::move(b);

@@ -96,6 +96,7 @@ class Parser {
   Result<ExprPtr> ParseCondExpr();
   Result<ExprPtr> ParseOr();
   Result<ExprPtr> ParseAnd();
+  Result<ExprPtr> ParseLogical(const char* op, Result<ExprPtr> (Parser::*operand)());
   Result<ExprPtr> ParseNot();
   Result<ExprPtr> ParseCompare();
   Result<ExprPtr> ParseBinary(int level);
