@@ -284,47 +284,19 @@ Result<SafetensorsHeader> SafetensorsFile::ParseHeader(std::span<const uint8_t> 
 }
 
 Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    const std::string msg = path + ": cannot open: " + std::strerror(err);
-    if (err == ENOENT || err == ENOTDIR) return NotFound(msg);
-    if (err == EACCES || err == EPERM) return PermissionDenied(msg);
-    return InvalidArgument(msg);
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return InvalidArgument(path + ": not a regular file");
-  }
-  const auto size = static_cast<uint64_t>(st.st_size);
-  if (size < 8) {  // mmap cannot map an empty file; ParseHeader words the error
-    ::close(fd);
-    return ParseHeader({}, size, path).status();
-  }
-  void* base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_errno = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (base == MAP_FAILED) return Internal(path + ": mmap failed: " + std::strerror(map_errno));
-  const auto* bytes = static_cast<const uint8_t*>(base);
-  auto header = ParseHeader({bytes, static_cast<size_t>(size)}, size, path);
-  if (!header.ok()) {
-    ::munmap(base, size);
-    return header.status();
-  }
-  return std::unique_ptr<SafetensorsFile>(
-      new SafetensorsFile(path, bytes, static_cast<size_t>(size), std::move(header).value()));
+  OPENRL_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Open(path));
+  OPENRL_ASSIGN_OR_RETURN(SafetensorsHeader header, ParseHeader(map.bytes(), map.size(), path));
+  return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(path, std::move(map), std::move(header)));
 }
 
-SafetensorsFile::SafetensorsFile(std::string path, const uint8_t* base, size_t size,
-                                 SafetensorsHeader header)
-    : path_(std::move(path)), base_(base), size_(size), header_(std::move(header)) {
+SafetensorsFile::SafetensorsFile(std::string path, MappedFile map, SafetensorsHeader header)
+    : path_(std::move(path)), map_(std::move(map)), header_(std::move(header)) {
   views_.reserve(header_.tensors.size());
-  const uint8_t* data = base_ + header_.data_start;
+  const uint8_t* data = map_.bytes().data() + header_.data_start;
   for (const TensorInfo& t : header_.tensors) views_.emplace_back(&t, data + t.begin);
 }
 
-SafetensorsFile::~SafetensorsFile() { ::munmap(const_cast<uint8_t*>(base_), size_); }
+SafetensorsFile::~SafetensorsFile() = default;
 
 std::vector<std::string> SafetensorsFile::names() const {
   std::vector<std::string> out;
@@ -336,7 +308,7 @@ std::vector<std::string> SafetensorsFile::names() const {
 Result<TensorView> SafetensorsFile::Get(std::string_view name) const {
   const TensorInfo* info = header_.Find(name);
   if (info == nullptr) return NotFound(path_ + ": no tensor named " + Quote(name));
-  return TensorView(info, base_ + header_.data_start + info->begin);
+  return TensorView(info, map_.bytes().data() + header_.data_start + info->begin);
 }
 
 }  // namespace openrl::formats

@@ -22,6 +22,7 @@
 
 #include "openrl/core/status.h"
 #include "openrl/formats/dtype.h"
+#include "openrl/formats/mapped_file.h"
 
 namespace openrl::formats {
 
@@ -102,14 +103,13 @@ class SafetensorsFile {
   // NOT_FOUND naming the file when absent.
   Result<TensorView> Get(std::string_view name) const;
   // The whole mapped file.
-  std::span<const uint8_t> bytes() const { return {base_, size_}; }
+  std::span<const uint8_t> bytes() const { return map_.bytes(); }
 
  private:
-  SafetensorsFile(std::string path, const uint8_t* base, size_t size, SafetensorsHeader header);
+  SafetensorsFile(std::string path, MappedFile map, SafetensorsHeader header);
 
   std::string path_;
-  const uint8_t* base_;
-  size_t size_;
+  MappedFile map_;
   SafetensorsHeader header_;
   std::vector<TensorView> views_;
 };
