@@ -40,3 +40,14 @@ def run_jsonl(binary, args, requests, timeout=600):
                           timeout=timeout)
     lines = [json.loads(line) for line in proc.stdout.split("\n") if line.strip()]
     return lines, proc
+
+
+@pytest.fixture(scope="session")
+def real_ggufs() -> dict:
+    """The real GGUF models `make setup` fetches (models.lock): SmolLM2-135M-Instruct, Gemma 3 270M."""
+    models = REPO / "var" / "models"
+    paths = {"smollm2": models / "SmolLM2-135M-Instruct.Q4_1.gguf",
+             "gemma3": models / "gemma-3-270m-q4_k_m.gguf"}
+    for path in paths.values():
+        assert path.exists(), f"{path} missing: run `make setup`"
+    return paths

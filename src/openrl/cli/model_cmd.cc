@@ -172,7 +172,7 @@ int MergeToDir(const ModelOptions& opts, const std::string& out) {
   auto& m = *loaded;
   if (auto st = model::MergeAdapter(*m.dir.model, *m.adapter); !st.ok()) return PrintError(st);
   auto dtype = model::ParseDtype(opts.dtype);
-  model::SaveOptions so{*dtype, 2'000'000'000, opts.model_dir,
+  model::SaveOptions so{*dtype, 2'000'000'000, m.dir.path,
                         m.dir.generation_config.empty() ? Json() : m.dir.generation_config};
   if (auto st = model::SaveModelDir(*m.dir.model, out, so); !st.ok()) return PrintError(st);
   std::cout << Json{{"merged", out}, {"adapter", opts.adapter_dir}}.dump() << "\n";
@@ -180,8 +180,10 @@ int MergeToDir(const ModelOptions& opts, const std::string& out) {
 }
 
 void Install(CLI::App& app) {
-  auto* model = app.add_subcommand("model", "Inspect model directories");
+  auto* model = app.add_subcommand("model", "Inspect, merge, import (GGUF) and export (GGUF) models");
+  model->alias("models");
   model->require_subcommand(1);
+  InstallGgufCommands(model);
   auto* info = model->add_subcommand("info", "Print a model directory's architecture as JSON");
   auto dir = std::make_shared<std::string>();
   info->add_option("DIR", *dir, "Hugging Face model directory")->required();

@@ -4,12 +4,13 @@
 
 #include <filesystem>
 
+#include "openrl/model/gguf_import.h"
 #include "openrl/model/peft_io.h"
 
 namespace openrl::cli {
 
 void AddModelOptions(CLI::App* sub, ModelOptions& opts) {
-  sub->add_option("--model", opts.model_dir, "Hugging Face model directory")->required();
+  sub->add_option("--model", opts.model_dir, "Hugging Face model directory or GGUF file")->required();
   sub->add_option("--adapter", opts.adapter_dir, "PEFT LoRA adapter directory");
   sub->add_option("--dtype", opts.dtype, "float32 | bfloat16 | float16")->capture_default_str();
   sub->add_option("--threads", opts.threads, "CPU threads (0 = all cores)");
@@ -21,17 +22,21 @@ Result<LoadedModel> LoadModelForCli(const ModelOptions& opts) {
   LoadedModel m;
   OPENRL_ASSIGN_OR_RETURN(at::ScalarType dtype, model::ParseDtype(opts.dtype));
   OPENRL_ASSIGN_OR_RETURN(at::Device device, model::ParseDevice(opts.device));
-  OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(opts.model_dir, {dtype, device}));
+  std::string dir = opts.model_dir;
+  if (model::IsGgufFile(dir)) {
+    OPENRL_ASSIGN_OR_RETURN(dir, model::ImportGgufCached(dir));
+  }
+  OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(dir, {dtype, device}));
   m.model = m.dir.model.get();
   if (!opts.adapter_dir.empty()) {
     OPENRL_ASSIGN_OR_RETURN(m.adapter, model::LoadPeftAdapter(opts.adapter_dir, m.dir.config, dtype, device));
   }
   namespace stdfs = std::filesystem;
-  if (stdfs::exists(stdfs::path(opts.model_dir) / "tokenizer.json")) {
-    OPENRL_ASSIGN_OR_RETURN(m.tokenizer, tokenizer::Tokenizer::FromDirectory(opts.model_dir));
+  if (stdfs::exists(stdfs::path(dir) / "tokenizer.json")) {
+    OPENRL_ASSIGN_OR_RETURN(m.tokenizer, tokenizer::Tokenizer::FromDirectory(dir));
   }
-  if (stdfs::exists(stdfs::path(opts.model_dir) / "tokenizer_config.json")) {
-    auto t = chat::ChatTemplate::FromDirectory(opts.model_dir);
+  if (stdfs::exists(stdfs::path(dir) / "tokenizer_config.json")) {
+    auto t = chat::ChatTemplate::FromDirectory(dir);
     if (t.ok()) m.chat_template = std::move(t).value();
   }
   // Stop ids: generation_config.json's eos_token_id, else config.json's.

@@ -32,10 +32,14 @@ struct LoadedModel {
   std::vector<int64_t> eos_ids;
 };
 
+// --model takes a Hugging Face directory or a GGUF file (imported once into a cache).
 void AddModelOptions(CLI::App* sub, ModelOptions& opts);
 Result<LoadedModel> LoadModelForCli(const ModelOptions& opts);
 
 // Prompt ids from {"prompt_tokens"}, {"prompt"} (tokenized) or {"messages"} (chat template).
 Result<std::vector<int32_t>> PromptTokens(const LoadedModel& m, const Json& req);
+
+// `openrl model import` and `openrl model export` (model_gguf_cmd.cc).
+void InstallGgufCommands(CLI::App* model);
 
 }  // namespace openrl::cli
