@@ -1,6 +1,9 @@
 """`openrl quickstart` end to end (few steps): what it writes is what the ecosystem loads."""
+import json
 import re
 import subprocess
+
+import gguf
 
 import peft
 import torch
@@ -9,8 +12,33 @@ import transformers
 from conftest import REPO
 
 
-def test_quickstart_writes_loadable_model_tokenizer_and_adapter(openrl_bin, tmp_path):
-    proc = subprocess.run([str(openrl_bin), "quickstart", "--workdir", str(tmp_path),
+def test_quickstart_post_trains_smollm2_and_exports_gguf(openrl_bin, real_ggufs, tmp_path):
+    proc = subprocess.run([str(openrl_bin), "quickstart", "--workdir", str(tmp_path), "--model", str(real_ggufs["smollm2"]),
+                           "--steps", "3", "--train-size", "16", "--eval-size", "6"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "OpenRL quickstart summary" in out
+    rows = {m.group(1): (float(m.group(2)), float(m.group(3)))
+            for m in re.finditer(r"^\s+(follows|right number|both)\D*?([\d.]+)%\s+([\d.]+)%", out, re.M)}
+    assert set(rows) == {"follows", "right number", "both"}, out
+    assert all(0.0 <= v <= 100.0 for pair in rows.values() for v in pair)
+    # Three steps on the format are enough to change the behaviour the rule checks.
+    assert rows["follows"][1] > rows["follows"][0], out
+
+    adapter = tmp_path / "answer-format-lora"
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    base = transformers.AutoModelForCausalLM.from_pretrained(cfg["base_model_name_or_path"]).eval()
+    tuned = peft.PeftModel.from_pretrained(base, adapter).eval()
+    with torch.no_grad():
+        assert torch.isfinite(tuned(torch.tensor([[1, 2, 3]])).logits).all()
+    exported = gguf.GGUFReader(str(tmp_path / "smollm2-answer-format.q8_0.gguf"))
+    assert exported.fields["general.architecture"].contents() == "llama"
+    assert len(exported.tensors) == 272
+
+
+def test_tiny_quickstart_writes_loadable_model_tokenizer_and_adapter(openrl_bin, tmp_path):
+    proc = subprocess.run([str(openrl_bin), "quickstart", "--tiny", "--workdir", str(tmp_path),
                            "--data", str(REPO / "data" / "quickstart"),
                            "--pretrain-steps", "40", "--lora-steps", "10"],
                           capture_output=True, text=True, timeout=900)
@@ -33,7 +61,7 @@ def test_quickstart_writes_loadable_model_tokenizer_and_adapter(openrl_bin, tmp_
     assert torch.isfinite(logits).all()
 
     # A second run reuses the base model (same corpus and recipe) instead of retraining it.
-    again = subprocess.run([str(openrl_bin), "quickstart", "--workdir", str(tmp_path),
+    again = subprocess.run([str(openrl_bin), "quickstart", "--tiny", "--workdir", str(tmp_path),
                             "--data", str(REPO / "data" / "quickstart"),
                             "--pretrain-steps", "40", "--lora-steps", "10"],
                            capture_output=True, text=True, timeout=900)

@@ -1,270 +1,250 @@
-// `openrl quickstart`: the product's main loop end to end, on this machine, in a few minutes.
-//   1. learn a BPE tokenizer on the shipped arithmetic corpus;
-//   2. pre-train a tiny Llama-architecture model from scratch on additions (reused next time);
-//   3. write it as a Hugging Face directory, reload it, and measure held-out accuracy;
-//   4. teach it subtraction with a LoRA adapter, saved in PEFT layout, with before/after figures.
+// `openrl quickstart`: the product's main loop end to end on a real model, on this machine.
+//   1. import SmolLM2-135M-Instruct from its GGUF file (once; cached as a HF directory);
+//   2. measure a behaviour a rule can check: answering arithmetic questions in a requested
+//      format, `<answer>NUMBER</answer>`, and getting the number right (greedy, held-out set);
+//   3. post-train it with a LoRA adapter on examples of that behaviour (prompt tokens masked);
+//   4. measure again, save the adapter (PEFT layout), and export base+adapter as a q8_0 GGUF
+//      that llama.cpp and Ollama load.
+// `--tiny` runs the older from-scratch loop on a tiny model instead (quickstart_tiny.cc).
 #include <ATen/Parallel.h>
-#include <ATen/core/grad_mode.h>
-#include <cstdarg>
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <numeric>
 #include <random>
-#include <sstream>
+#include <regex>
+#include <set>
 
 #include "openrl/cli/command.h"
-#include "openrl/core/crypto.h"
-#include "openrl/core/fs.h"
-#include "openrl/core/progress.h"
+#include "openrl/cli/quickstart.h"
 #include "openrl/engine/sampler.h"
-#include "openrl/engine/trainer.h"
 #include "openrl/model/checkpoint.h"
+#include "openrl/model/gguf_import.h"
 #include "openrl/model/peft_io.h"
+#include "openrl/template/chat_template.h"
+#include "openrl/tokenizer/tokenizer.h"
 
-namespace openrl::cli {
+namespace openrl::cli::quickstart {
 namespace {
 
 namespace stdfs = std::filesystem;
 
-// printf-style formatting: fmt's headers inside libtorch shadow the system fmt in this file.
-std::string Format(const char* f, ...) {
-  va_list ap, ap2;
-  va_start(ap, f);
-  va_copy(ap2, ap);
-  int n = std::vsnprintf(nullptr, 0, f, ap);
-  va_end(ap);
-  std::string out(static_cast<size_t>(std::max(n, 0)), '\0');
-  std::vsnprintf(out.data(), out.size() + 1, f, ap2);
-  va_end(ap2);
-  return out;
-}
-
-struct QuickstartOptions {
-  std::string data_dir = "data/quickstart";
+struct Options {
+  std::string model = "var/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   std::string workdir = "var/quickstart";
-  int64_t pretrain_steps = 800;
-  int64_t lora_steps = 800;
-  bool fresh = false;
+  int64_t steps = 60;
+  int64_t batch = 8;
+  int64_t train_size = 256;
+  int64_t eval_size = 64;
+  int64_t rank = 16;
+  double lr = 2e-3;
+  bool export_gguf = true;
   int threads = 0;
+  bool tiny = false;
+  TinyOptions tiny_opts;
 };
 
-struct Corpus {
-  std::vector<std::string> train, eval;  // lines "a op b = c"
+struct Problem {
+  std::string question;
+  int64_t answer = 0;
 };
 
-Result<Corpus> ReadCorpus(const std::string& path) {
-  OPENRL_ASSIGN_OR_RETURN(std::string text, fs::ReadFile(path));
-  Corpus c;
-  std::istringstream in(text);
-  std::string line;
-  for (int64_t i = 0; std::getline(in, line); ++i) {
-    if (line.empty()) continue;
-    (i % 10 == 7 ? c.eval : c.train).push_back(line);  // a fixed tenth held out
+// Two-digit additions and subtractions, deterministic, no problem in both sets.
+void MakeProblems(int64_t n_train, int64_t n_eval, std::vector<Problem>& train, std::vector<Problem>& eval) {
+  std::mt19937_64 rng(2026);
+  std::uniform_int_distribution<int> num(10, 99), op(0, 1);
+  std::set<std::tuple<int, int, int>> seen;
+  while (static_cast<int64_t>(train.size() + eval.size()) < n_train + n_eval) {
+    int a = num(rng), b = num(rng), o = op(rng);
+    if (!seen.insert({a, b, o}).second) continue;
+    Problem p{Format("What is %d %c %d? Reply with only the result, written as <answer>NUMBER</answer>.", a,
+                     o ? '-' : '+', b),
+              o ? a - b : a + b};
+    (static_cast<int64_t>(eval.size()) < n_eval ? eval : train).push_back(std::move(p));
   }
-  if (c.train.empty()) return InvalidArgument(path + ": corpus is empty");
-  return c;
 }
 
-model::ModelConfig TinyLlama(int64_t vocab) {
-  model::ModelConfig c;
-  c.family = model::Family::kLlama;
-  c.model_type = "llama";
-  c.vocab_size = vocab;
-  c.hidden_size = 128;
-  c.intermediate_size = 352;
-  c.num_hidden_layers = 4;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 32;
-  c.max_position_embeddings = 64;
-  c.rope.theta = 10000;
-  c.bos_token_id = 0;
-  c.eos_token_ids = {1};
-  c.pad_token_id = 2;
-  return c;
+struct Model {
+  std::string dir;
+  model::ModelDir md;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::optional<chat::ChatTemplate> chat;
+  int32_t eos = 0;
+};
+
+Result<std::vector<int32_t>> PromptIds(const Model& m, const Problem& p) {
+  Json messages = Json::array({{{"role", "user"}, {"content", p.question}}});
+  OPENRL_ASSIGN_OR_RETURN(std::string text, m.chat->Render(messages, true));
+  return m.tok->Encode(text, false);
 }
 
-std::vector<std::vector<int32_t>> Encode(const tokenizer::Tokenizer& tok, const std::vector<std::string>& lines) {
-  std::vector<std::vector<int32_t>> out;
-  for (const auto& l : lines) {
-    auto ids = tok.Encode(l, true);
-    ids.push_back(1);  // <eos>
-    out.push_back(std::move(ids));
-  }
-  return out;
-}
+struct Score {
+  double format = 0, number = 0, both = 0;
+  std::vector<std::string> outputs;
+};
 
-// Greedy-completes "a op b =" for each line and counts exact answers.
-Result<double> Accuracy(const model::Transformer& m, const tokenizer::Tokenizer& tok,
-                        const model::LoraAdapter* adapter, const std::vector<std::string>& lines,
-                        std::vector<std::string>* examples = nullptr) {
+// Greedy answers to every problem; the rule: the whole reply is <answer>N</answer>, and N (or
+// the last integer of a free-form reply) is right.
+Result<Score> Evaluate(const Model& m, const model::LoraAdapter* adapter, const std::vector<Problem>& problems) {
   std::vector<engine::SampleRequest> reqs;
-  std::vector<std::string> answers;
-  for (const auto& l : lines) {
-    auto eq = l.find('=');
-    engine::SampleRequest r{tok.Encode(l.substr(0, eq + 1), true), {}, adapter};
-    r.params.max_tokens = 6;
+  for (const auto& p : problems) {
+    OPENRL_ASSIGN_OR_RETURN(auto ids, PromptIds(m, p));
+    engine::SampleRequest r{std::move(ids), {}, adapter};
+    r.params.max_tokens = 24;
     r.params.temperature = 0;
-    r.params.stop_token_ids = {1};
+    r.params.stop_token_ids = {m.eos};
     reqs.push_back(std::move(r));
-    answers.push_back(l.substr(eq + 2));
   }
-  OPENRL_ASSIGN_OR_RETURN(auto results, engine::Generate(m, reqs, &tok));
-  int64_t ok = 0;
+  OPENRL_ASSIGN_OR_RETURN(auto results, engine::Generate(*m.md.model, reqs, m.tok.get()));
+  static const std::regex kFormat(R"(^\s*<answer>(-?\d+)</answer>\s*$)"), kInt(R"(-?\d+)");
+  Score s;
   for (size_t i = 0; i < results.size(); ++i) {
-    std::string got = tok.Decode(results[i].tokens, true);
-    while (!got.empty() && std::isspace(static_cast<unsigned char>(got.front()))) got.erase(0, 1);
-    ok += got == answers[i];
-    if (examples && examples->size() < 4)
-      examples->push_back(lines[i].substr(0, lines[i].find('=') + 1) + " " + got + (got == answers[i] ? "  ✓" : "  ✗"));
+    std::string out = m.tok->Decode(results[i].tokens, true);
+    std::smatch match;
+    bool format = std::regex_match(out, match, kFormat);
+    std::string last;
+    for (auto it = std::sregex_iterator(out.begin(), out.end(), kInt); it != std::sregex_iterator(); ++it)
+      last = it->str();
+    bool number = !last.empty() && last == std::to_string(problems[i].answer);
+    s.format += format;
+    s.number += number;
+    s.both += format && number;
+    s.outputs.push_back(out);
   }
-  return static_cast<double>(ok) / static_cast<double>(lines.size());
+  for (double* v : {&s.format, &s.number, &s.both}) *v = 100.0 * *v / static_cast<double>(problems.size());
+  return s;
 }
 
-Status TrainLoop(engine::Trainer& trainer, const std::vector<std::vector<int32_t>>& rows, int64_t steps,
-                 int64_t batch, double lr, const std::string& label, double* final_loss, double* tok_s) {
-  std::mt19937_64 rng(1234);
-  std::vector<size_t> order(rows.size());
-  std::iota(order.begin(), order.end(), 0);
-  ProgressBar bar({.label = label, .total = steps, .unit = "step"});
-  size_t pos = rows.size();
-  double ema = 0, tps = 0;
-  for (int64_t s = 0; s < steps; ++s) {
-    std::vector<std::vector<int32_t>> b;
-    for (int64_t i = 0; i < batch; ++i) {
-      if (pos >= rows.size()) {
-        std::shuffle(order.begin(), order.end(), rng);
-        pos = 0;
-      }
-      b.push_back(rows[order[pos++]]);
-    }
-    // Linear warm-up over 5% of the steps, then cosine decay to 10%.
-    double warm = std::max<double>(1, steps * 0.05);
-    double f = s < warm ? (s + 1) / warm
-                        : 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * (s - warm) / std::max(1.0, steps - warm)));
-    engine::AdamParams hp{lr * f, 0.9, 0.98, 1e-8, 0.01, 1.0};
-    OPENRL_ASSIGN_OR_RETURN(auto rep, trainer.Step(b, hp));
-    ema = s == 0 ? rep.loss : 0.95 * ema + 0.05 * rep.loss;
-    tps = s == 0 ? rep.tokens_per_second : 0.9 * tps + 0.1 * rep.tokens_per_second;
-    bar.SetSuffix(Format("loss %.3f  %.0f tok/s", ema, tps));
-    bar.Advance();
+Result<Model> LoadBase(const Options& o) {
+  Model m;
+  if (!stdfs::exists(o.model))
+    return NotFound(o.model + ": no such model file (run `make setup`, which fetches SmolLM2-135M-Instruct)");
+  m.dir = o.model;
+  if (model::IsGgufFile(o.model)) {
+    OPENRL_ASSIGN_OR_RETURN(m.dir, model::ImportGgufCached(o.model));
   }
-  bar.Finish();
-  *final_loss = ema;
-  *tok_s = tps;
-  return Status::Ok();
+  OPENRL_ASSIGN_OR_RETURN(m.md, model::LoadModelDir(m.dir, {at::kFloat, at::kCPU}));
+  OPENRL_ASSIGN_OR_RETURN(m.tok, tokenizer::Tokenizer::FromDirectory(m.dir));
+  OPENRL_ASSIGN_OR_RETURN(m.chat, chat::ChatTemplate::FromDirectory(m.dir));
+  if (m.md.config.eos_token_ids.empty()) return InvalidArgument(m.dir + ": config.json has no eos_token_id");
+  m.eos = static_cast<int32_t>(m.md.config.eos_token_ids[0]);
+  return m;
 }
 
-int Run(const QuickstartOptions& o) {
+void PrintSamples(const std::vector<Problem>& eval, const Score& before, const Score& after) {
+  std::cout << "samples (greedy, held out):\n";
+  for (size_t i = 0; i < std::min<size_t>(3, eval.size()); ++i) {
+    auto one_line = [](std::string s) {
+      for (char& c : s)
+        if (c == '\n') c = ' ';
+      return s.size() > 70 ? s.substr(0, 67) + "..." : s;
+    };
+    std::cout << "  Q: " << eval[i].question.substr(0, eval[i].question.find('?') + 1) << "  (" << eval[i].answer
+              << ")\n"
+              << "     base       " << one_line(before.outputs[i]) << "\n"
+              << "     base+LoRA  " << one_line(after.outputs[i]) << "\n";
+  }
+}
+
+int Run(const Options& o) {
   if (o.threads > 0) at::set_num_threads(o.threads);
+  if (o.tiny) return RunTiny(o.tiny_opts);
   auto fail = [](const Status& s) { return PrintError(s); };
-  auto add = ReadCorpus(o.data_dir + "/addition.txt");
-  auto sub = ReadCorpus(o.data_dir + "/subtraction.txt");
-  if (!add.ok()) return fail(add.status());
-  if (!sub.ok()) return fail(sub.status());
-  std::string base_dir = o.workdir + "/tiny-llama", adapter_dir = o.workdir + "/subtraction-lora";
-  std::cerr << "OpenRL quickstart — a tiny Llama trained from scratch, then taught a new skill with LoRA\n\n";
+  std::cerr << "OpenRL quickstart — post-training a real model (SmolLM2-135M-Instruct) with LoRA\n\n"
+            << "[1/5] loading " << o.model << "\n";
+  auto base = LoadBase(o);
+  if (!base.ok()) return fail(base.status());
+  Model& m = *base;
+  std::vector<Problem> train, eval;
+  MakeProblems(o.train_size, o.eval_size, train, eval);
 
-  // Reuse the base model if it was trained from this exact corpus and recipe.
-  std::string corpus_text;
-  for (const auto& l : add->train) corpus_text += l + "\n";
-  std::string stamp = crypto::Sha256Hex(corpus_text + "|" + std::to_string(o.pretrain_steps) + "|v1");
-  bool reuse = !o.fresh && fs::Exists(base_dir + "/config.json") && fs::Exists(base_dir + "/.openrl-stamp") &&
-               [&] { auto r = fs::ReadFile(base_dir + "/.openrl-stamp"); return r.ok() && *r == stamp; }();
-  double pre_loss = 0, pre_tps = 0;
-  if (!reuse) {
-    std::cerr << "[1/4] learning a BPE tokenizer on " << add->train.size() + sub->train.size() << " lines\n";
-    std::vector<std::string> corpus = add->train;
-    corpus.insert(corpus.end(), sub->train.begin(), sub->train.end());
-    auto tj = tokenizer::TrainByteLevelBpe(corpus, 320, {"<bos>", "<eos>", "<pad>"});
-    if (!tj.ok()) return fail(tj.status());
-    if (auto s = fs::CreateDirectories(base_dir); !s.ok()) return fail(s);
-    if (auto s = fs::WriteFileAtomic(base_dir + "/tokenizer.json", *tj); !s.ok()) return fail(s);
-    Json tcfg = {{"bos_token", "<bos>"}, {"eos_token", "<eos>"}, {"pad_token", "<pad>"},
-                 {"model_max_length", 64}, {"tokenizer_class", "PreTrainedTokenizerFast"}};
-    if (auto s = fs::WriteFileAtomic(base_dir + "/tokenizer_config.json", tcfg.dump(2)); !s.ok()) return fail(s);
-    auto tok = tokenizer::Tokenizer::FromDirectory(base_dir);
-    if (!tok.ok()) return fail(tok.status());
-    auto cfg = TinyLlama((*tok)->vocab_size());
-    auto model = model::Transformer::Init(cfg, at::kFloat, at::kCPU, 42);
-    std::cerr << Format("[2/4] pre-training a %.2fM-parameter Llama from scratch on %zu additions\n",
-                             cfg.NumParameters() / 1e6, add->train.size());
-    engine::Trainer trainer(*model, nullptr, {64, false, 0});
-    if (auto s = TrainLoop(trainer, Encode(**tok, add->train), o.pretrain_steps, 64, 3e-3, "pretrain", &pre_loss, &pre_tps); !s.ok())
-      return fail(s);
-    Json gen = {{"bos_token_id", 0}, {"eos_token_id", 1}, {"pad_token_id", 2}};
-    if (auto s = model::SaveModelDir(*model, base_dir, {at::kFloat, 2'000'000'000, "", gen}); !s.ok()) return fail(s);
-    if (auto s = fs::WriteFileAtomic(base_dir + "/.openrl-stamp", stamp); !s.ok()) return fail(s);
-  } else {
-    std::cerr << "[1/4] tokenizer: reusing " << base_dir << "/tokenizer.json\n"
-              << "[2/4] base model: reusing " << base_dir << " (same corpus and recipe; --fresh retrains)\n";
+  std::cerr << "[2/5] measuring the base model on " << eval.size() << " held-out questions\n";
+  auto before = Evaluate(m, nullptr, eval);
+  if (!before.ok()) return fail(before.status());
+
+  std::cerr << Format("[3/5] LoRA (rank %lld) on %zu examples of the format, %lld steps of %lld\n",
+                      static_cast<long long>(o.rank), train.size(), static_cast<long long>(o.steps),
+                      static_cast<long long>(o.batch));
+  std::vector<std::vector<int32_t>> rows;
+  std::vector<int64_t> loss_from;
+  for (const auto& p : train) {
+    auto ids = PromptIds(m, p);
+    if (!ids.ok()) return fail(ids.status());
+    loss_from.push_back(static_cast<int64_t>(ids->size()));
+    auto completion = m.tok->Encode("<answer>" + std::to_string(p.answer) + "</answer>", false);
+    ids->insert(ids->end(), completion.begin(), completion.end());
+    ids->push_back(m.eos);
+    rows.push_back(std::move(*ids));
   }
-
-  std::cerr << "[3/4] reloading " << base_dir << " as a Hugging Face directory and evaluating\n";
-  auto dir = model::LoadModelDir(base_dir);
-  if (!dir.ok()) return fail(dir.status());
-  auto tok = tokenizer::Tokenizer::FromDirectory(base_dir);
-  if (!tok.ok()) return fail(tok.status());
-  std::vector<std::string> add_examples, sub_before_ex, sub_after_ex;
-  auto add_acc = Accuracy(*dir->model, **tok, nullptr, add->eval, &add_examples);
-  auto sub_before = Accuracy(*dir->model, **tok, nullptr, sub->eval, &sub_before_ex);
-  if (!add_acc.ok()) return fail(add_acc.status());
-  if (!sub_before.ok()) return fail(sub_before.status());
-
-  std::cerr << Format("[4/4] teaching subtraction with a rank-32 LoRA adapter (%zu examples, plus addition replay)\n",
-                      sub->train.size());
   model::LoraConfig lc;
-  lc.rank = 32;
-  lc.alpha = 64;
-  auto adapter = model::LoraAdapter::Create(dir->config, lc, at::kFloat, at::kCPU, 7);
-  double lora_loss = 0, lora_tps = 0;
+  lc.rank = o.rank;
+  lc.alpha = 2.0 * static_cast<double>(o.rank);
+  auto adapter = model::LoraAdapter::Create(m.md.config, lc, at::kFloat, at::kCPU, 7);
+  LoopResult loop;
   {
-    // Subtraction plus a replay of every other addition, so the new skill does not erase the old.
-    std::vector<std::string> mix = sub->train;
-    for (size_t i = 0; i < add->train.size(); i += 2) mix.push_back(add->train[i]);
-    engine::Trainer trainer(*dir->model, adapter.get(), {64, false, 0});
-    if (auto s = TrainLoop(trainer, Encode(**tok, mix), o.lora_steps, 64, 6e-3, "lora", &lora_loss, &lora_tps); !s.ok())
-      return fail(s);
+    engine::Trainer trainer(*m.md.model, adapter.get(), {o.batch, false, 0});
+    auto r = TrainLoop(trainer, rows, loss_from, {o.steps, o.batch, o.lr, "lora"});
+    if (!r.ok()) return fail(r.status());
+    loop = *r;
   }
   adapter->SetRequiresGrad(false);
-  if (auto s = model::SavePeftAdapter(*adapter, adapter_dir, base_dir); !s.ok()) return fail(s);
-  auto sub_after = Accuracy(*dir->model, **tok, adapter.get(), sub->eval, &sub_after_ex);
-  auto add_after = Accuracy(*dir->model, **tok, adapter.get(), add->eval);
-  if (!sub_after.ok()) return fail(sub_after.status());
-  if (!add_after.ok()) return fail(add_after.status());
+
+  std::cerr << "[4/5] measuring base+LoRA on the same questions\n";
+  auto after = Evaluate(m, adapter.get(), eval);
+  if (!after.ok()) return fail(after.status());
+  std::string adapter_dir = o.workdir + "/answer-format-lora";
+  if (auto s = model::SavePeftAdapter(*adapter, adapter_dir, m.dir); !s.ok()) return fail(s);
+
+  std::string gguf_out = o.workdir + "/smollm2-answer-format.q8_0.gguf";
+  if (o.export_gguf) {
+    std::cerr << "[5/5] merging the adapter and exporting " << gguf_out << "\n";
+    if (auto s = model::MergeAdapter(*m.md.model, *adapter); !s.ok()) return fail(s);
+    if (auto s = model::ExportGguf(*m.md.model, m.dir, gguf_out, model::ExportType::kQ8_0, "SmolLM2-135M-Instruct+answer-format");
+        !s.ok())
+      return fail(s);
+  }
 
   std::cout << "\n== OpenRL quickstart summary ==\n";
-  std::cout << Format("base model      %s  (%.2fM parameters, Llama architecture, HF layout)\n", base_dir.c_str(),
-                           dir->config.NumParameters() / 1e6);
-  if (!reuse) std::cout << Format("pre-training    %lld steps, final loss %.3f, %.0f tokens/s\n", static_cast<long long>(o.pretrain_steps), pre_loss, pre_tps);
+  std::cout << Format("base model      SmolLM2-135M-Instruct (%.1fM parameters), from %s\n",
+                      m.md.config.NumParameters() / 1e6, o.model.c_str());
   std::cout << Format("LoRA adapter    %s  (PEFT layout, rank %lld), %lld steps, final loss %.3f, %.0f tokens/s\n",
-                           adapter_dir.c_str(), static_cast<long long>(lc.rank), static_cast<long long>(o.lora_steps), lora_loss, lora_tps);
-  std::cout << "held-out accuracy      base     base+LoRA\n";
-  std::cout << Format("  addition       %10.1f%%  %9.1f%%\n", 100 * *add_acc, 100 * *add_after);
-  std::cout << Format("  subtraction    %10.1f%%  %9.1f%%\n", 100 * *sub_before, 100 * *sub_after);
-  std::cout << "samples (greedy):\n";
-  for (const auto& e : add_examples) std::cout << "  base       " << e << "\n";
-  for (const auto& e : sub_after_ex) std::cout << "  base+LoRA  " << e << "\n";
-  std::cout << "\nNext: openrl generate --model " << base_dir << " --adapter " << adapter_dir << "\n";
+                      adapter_dir.c_str(), static_cast<long long>(o.rank), static_cast<long long>(o.steps), loop.loss,
+                      loop.tokens_per_second);
+  if (o.export_gguf) std::cout << "GGUF export     " << gguf_out << "  (base+LoRA merged, q8_0, for llama.cpp / Ollama)\n";
+  std::cout << Format("held-out questions (%zu)           base   base+LoRA\n", eval.size());
+  std::cout << Format("  follows <answer>N</answer>    %6.1f%%   %6.1f%%\n", before->format, after->format);
+  std::cout << Format("  right number (any form)       %6.1f%%   %6.1f%%\n", before->number, after->number);
+  std::cout << Format("  both                          %6.1f%%   %6.1f%%\n", before->both, after->both);
+  PrintSamples(eval, *before, *after);
+  std::cout << "\nNext: openrl generate --model " << o.model << " --adapter " << adapter_dir << "\n";
   return 0;
 }
 
 void Install(CLI::App& app) {
-  auto* sub = app.add_subcommand("quickstart", "Train a tiny model from scratch, then teach it a skill with LoRA");
-  auto o = std::make_shared<QuickstartOptions>();
-  sub->add_option("--data", o->data_dir, "directory with addition.txt and subtraction.txt")->capture_default_str();
-  sub->add_option("--workdir", o->workdir, "where models and adapters are written")->capture_default_str();
-  sub->add_option("--pretrain-steps", o->pretrain_steps, "pre-training steps")->capture_default_str();
-  sub->add_option("--lora-steps", o->lora_steps, "LoRA steps")->capture_default_str();
+  auto* sub = app.add_subcommand("quickstart", "Post-train SmolLM2-135M-Instruct with LoRA on a checkable behaviour");
+  auto o = std::make_shared<Options>();
+  sub->add_option("--model", o->model, "GGUF file or model directory to start from")->capture_default_str();
+  sub->add_option("--workdir", o->workdir, "where adapters and exports are written")->capture_default_str();
+  sub->add_option("--steps", o->steps, "LoRA steps")->capture_default_str();
+  sub->add_option("--batch", o->batch, "sequences per step")->capture_default_str();
+  sub->add_option("--train-size", o->train_size, "training questions")->capture_default_str();
+  sub->add_option("--eval-size", o->eval_size, "held-out questions")->capture_default_str();
+  sub->add_option("--rank", o->rank, "LoRA rank")->capture_default_str();
+  sub->add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
   sub->add_option("--threads", o->threads, "CPU threads (0 = all)");
-  sub->add_flag("--fresh", o->fresh, "retrain the base model even if a matching one exists");
-  sub->callback([o] { SetExitCode(Run(*o)); });
+  sub->add_flag("!--no-export", o->export_gguf, "skip the GGUF export");
+  sub->add_flag("--tiny", o->tiny, "the fast from-scratch loop on a tiny model instead");
+  sub->add_option("--data", o->tiny_opts.data_dir, "--tiny: directory with addition.txt and subtraction.txt");
+  sub->add_option("--pretrain-steps", o->tiny_opts.pretrain_steps, "--tiny: pre-training steps");
+  sub->add_option("--lora-steps", o->tiny_opts.lora_steps, "--tiny: LoRA steps");
+  sub->add_flag("--fresh", o->tiny_opts.fresh, "--tiny: retrain the base model even if a matching one exists");
+  sub->callback([o] {
+    o->tiny_opts.workdir = o->workdir;
+    SetExitCode(Run(*o));
+  });
 }
 
 }  // namespace
 
 OPENRL_CLI_COMMAND("quickstart", Install);
 
-}  // namespace openrl::cli
+}  // namespace openrl::cli::quickstart

@@ -9,6 +9,7 @@
 #include "openrl/engine/forward.h"
 #include "openrl/engine/optimizer.h"
 #include "openrl/engine/sampler.h"
+#include "openrl/engine/trainer.h"
 #include "openrl/model/transformer.h"
 
 namespace openrl::engine {
@@ -112,6 +113,31 @@ TEST_P(EngineTest, CheckpointedLayersGiveSameGradients) {
   }
   for (size_t i = 0; i < grads[0].size(); ++i)
     EXPECT_TRUE(at::allclose(grads[0][i], grads[1][i], 1e-5, 1e-6)) << "tensor " << i;
+}
+
+TEST_P(EngineTest, LossFromCountsOnlyCompletionTokens) {
+  auto cfg = TinyConfig(GetParam());
+  auto m = model::Transformer::Init(cfg, at::kFloat, at::kCPU, 4);
+  auto a = RandomAdapter(cfg, 6);
+  std::vector<std::vector<int32_t>> rows = {{1, 2, 3, 4, 5, 6, 7, 8}, {9, 10, 11, 12}};
+  // Reference: mean NLL of tokens 5.. of row 0 and 2.. of row 1, from the plain forward.
+  auto batch = MakeShiftedBatch(rows, cfg);
+  ASSERT_TRUE(batch.ok());
+  model::LoraBatch lora;
+  lora.groups.push_back({a.get(), {}});
+  double want;
+  {
+    at::NoGradGuard ng;
+    at::Tensor lp = TargetLogprobs(*m, *batch, &lora);
+    want = -(lp[0].narrow(0, 4, 3).sum() + lp[1].narrow(0, 1, 2).sum()).item<double>() / 5.0;
+  }
+  Trainer trainer(*m, a.get(), {8, false, 0});
+  auto rep = trainer.ForwardBackward(rows, {5, 2});
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_EQ(rep->tokens, 5);
+  EXPECT_NEAR(rep->loss, want, 1e-5);
+  EXPECT_FALSE(trainer.ForwardBackward(rows, {5}).ok());  // one entry per row
+  EXPECT_FALSE(trainer.ForwardBackward(rows, {8, 4}).ok());  // nothing left to learn
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, EngineTest,

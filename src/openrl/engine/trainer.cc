@@ -40,11 +40,20 @@ void Trainer::SetThroughput(StepReport& rep, std::chrono::steady_clock::time_poi
   }
 }
 
-Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_t>>& sequences) {
+Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_t>>& sequences,
+                                            const std::vector<int64_t>& loss_from) {
   auto start = std::chrono::steady_clock::now();
   StepReport rep;
+  if (!loss_from.empty() && loss_from.size() != sequences.size())
+    return InvalidArgument("loss_from has " + std::to_string(loss_from.size()) + " entries for " +
+                           std::to_string(sequences.size()) + " sequences");
+  // Target index t predicts token t + 1; it counts when t + 1 >= first.
+  auto first_target = [&](size_t row) { return loss_from.empty() ? int64_t{0} : std::max<int64_t>(0, loss_from[row] - 1); };
   int64_t total_targets = 0;
-  for (const auto& s : sequences) total_targets += s.empty() ? 0 : static_cast<int64_t>(s.size()) - 1;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    int64_t n = sequences[i].empty() ? 0 : static_cast<int64_t>(sequences[i].size()) - 1;
+    total_targets += std::max<int64_t>(0, n - first_target(i));
+  }
   if (total_targets == 0) return InvalidArgument("training batch has no target tokens");
   model::LoraBatch lora;
   lora.training = true;
@@ -55,6 +64,10 @@ Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_
       size_t end = std::min(sequences.size(), begin + static_cast<size_t>(opts_.micro_batch));
       std::vector<std::vector<int32_t>> micro(sequences.begin() + begin, sequences.begin() + end);
       OPENRL_ASSIGN_OR_RETURN(TokenBatch batch, MakeShiftedBatch(micro, model_.config()));
+      for (size_t row = begin; row < end; ++row) {
+        int64_t skip = std::min<int64_t>(first_target(row), batch.mask.size(1));
+        if (skip > 0) batch.mask[static_cast<int64_t>(row - begin)].narrow(0, 0, skip).zero_();
+      }
       at::Tensor lp = TargetLogprobs(model_, batch, adapter_ ? &lora : nullptr, opts_.checkpoint_layers);
       // Mean over all target tokens of the step, so accumulation equals one big batch.
       at::Tensor loss = -lp.sum() / static_cast<double>(total_targets);
@@ -70,9 +83,10 @@ Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_
   return rep;
 }
 
-Result<StepReport> Trainer::Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp) {
+Result<StepReport> Trainer::Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp,
+                                 const std::vector<int64_t>& loss_from) {
   auto start = std::chrono::steady_clock::now();
-  OPENRL_ASSIGN_OR_RETURN(StepReport rep, ForwardBackward(sequences));
+  OPENRL_ASSIGN_OR_RETURN(StepReport rep, ForwardBackward(sequences, loss_from));
   OPENRL_ASSIGN_OR_RETURN(StepStats st, optimizer_->Step(hp));
   rep.grad_norm = st.grad_norm;
   SetThroughput(rep, start);

@@ -36,10 +36,14 @@ class Trainer {
   Trainer(model::Transformer& model, model::LoraAdapter* adapter, TrainerOptions opts);
 
   // Forward and backward over `sequences` (each ≥ 2 tokens, next-token targets), accumulating
-  // gradients of the mean token NLL; returns the loss without stepping.
-  Result<StepReport> ForwardBackward(const std::vector<std::vector<int32_t>>& sequences);
+  // gradients of the mean token NLL; returns the loss without stepping. With `loss_from`, row i
+  // only counts the tokens at index ≥ loss_from[i] as targets (e.g. a completion after its
+  // prompt); the mean is over the counted tokens.
+  Result<StepReport> ForwardBackward(const std::vector<std::vector<int32_t>>& sequences,
+                                     const std::vector<int64_t>& loss_from = {});
   // ForwardBackward, then one optimizer step.
-  Result<StepReport> Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp);
+  Result<StepReport> Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp,
+                          const std::vector<int64_t>& loss_from = {});
 
   AdamW& optimizer() { return *optimizer_; }
   std::vector<at::Tensor> TrainableParameters() const;
