@@ -34,6 +34,12 @@ CONFIGS = {
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
+# Real models shipped as GGUF (`make setup` links them under var/models/).
+GGUF_MODELS = {
+    "smollm2-135m": REPO / "var" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "gemma3-270m": REPO / "var" / "models" / "gemma-3-270m-q4_k_m.gguf",
+}
+
 
 def default_binary() -> pathlib.Path:
     build = pathlib.Path(os.environ.get("OPENRL_BUILD", REPO / "build"))
@@ -60,6 +66,18 @@ def make_llama(name: str, out_dir: pathlib.Path, seed: int = 0, max_positions: i
     if not (out_dir / "model.safetensors").exists():
         model.save_pretrained(out_dir, safe_serialization=True)
     return model
+
+
+def imported_model(binary: pathlib.Path, name: str, dtype: str = "float32") -> pathlib.Path:
+    """The GGUF model `name` imported once by `openrl model import` under bench/out/models/ (reused)."""
+    out = OUT / "models" / f"{name}-{dtype}"
+    if not (out / "config.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [str(binary), "model", "import", str(GGUF_MODELS[name]), "--out", str(out), "--dtype", dtype]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"bench: {' '.join(cmd)} failed: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+    return out
 
 
 def num_params(model) -> int:
@@ -104,10 +122,15 @@ def machine() -> dict:
             "load_average_at_start": load_average()}
 
 
-def versions() -> dict:
+def versions(*extra: str) -> dict:
+    """Peer versions; `extra` names further modules to record (e.g. "llama_cpp")."""
+    import importlib
     import peft
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "python": platform.python_version()}
+    out = {"torch": torch.__version__, "transformers": transformers.__version__,
+           "peft": peft.__version__, "python": platform.python_version()}
+    for name in extra:
+        out[name] = getattr(importlib.import_module(name), "__version__", "unknown")
+    return out
 
 
 def openrl_help(binary: pathlib.Path, sub: str) -> str:

@@ -10,6 +10,10 @@ MFU = flops_per_token · tokens/s / peak, with peak a 2048×2048 matmul timed in
                                                        the frozen base, no base weight gradients)
 Attention-score FLOPs (≈ 6·L·T·d per token, <5% here) are left out of both.
 
+Models: the random-weight configs of common.CONFIGS, or a real GGUF model of common.GGUF_MODELS
+(e.g. smollm2-135m: SmolLM2-135M-Instruct, imported once by `openrl model import --dtype float32`
+under bench/out/models/ and loaded from that directory by both sides; LoRA only).
+
 Usage: bench/train_step.py [--threads T] [--rounds R] [--models a,b] [--modes full,lora]
 """
 from __future__ import annotations
@@ -29,7 +33,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import common  # noqa: E402
 
 # (batch, steps, warm-up steps) per model, sized so the whole bench fits ~10 minutes on 2 cores.
-DEFAULTS = {"llama-20m": (8, 5, 2), "llama-120m": (4, 3, 1)}
+DEFAULTS = {"llama-20m": (8, 5, 2), "llama-120m": (4, 3, 1), "smollm2-135m": (4, 3, 1)}
+# Modes benchmarked for the imported real models (others: --modes).
+GGUF_MODES = {"smollm2-135m": ["lora"]}
 
 
 def make_data(path: pathlib.Path, vocab: int, batch: int, seq: int, seed: int = 0) -> list[list[int]]:
@@ -105,9 +111,14 @@ def run_theirs(a, model_dir, rows, mode, steps, warmup) -> dict:
 
 
 def bench_one(a, name: str, mode: str) -> dict:
-    model_dir = common.OUT / "models" / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    hf = common.make_llama(name, model_dir)
+    if name in common.GGUF_MODELS:
+        import transformers
+        model_dir = common.imported_model(a.binary, name)
+        hf = transformers.LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    else:
+        model_dir = common.OUT / "models" / name
+        model_dir.mkdir(parents=True, exist_ok=True)
+        hf = common.make_llama(name, model_dir)
     n = common.num_params(hf)
     vocab = hf.config.vocab_size
     del hf
@@ -175,7 +186,8 @@ def main() -> None:
         print(f"train_step: {name}, {a.threads} threads, matmul sample {peaks[-1] / 1e9:.1f} GFLOP/s",
               file=sys.stderr, flush=True)
         for mode in a.modes.split(","):
-            results.append(bench_one(a, name, mode))
+            if mode in GGUF_MODES.get(name, [mode]):
+                results.append(bench_one(a, name, mode))
     peak()
     info["matmul_peak_samples"] = peaks
     info["matmul_peak_flops"] = max(peaks)
