@@ -135,12 +135,12 @@ def _llama_permute(w, heads):
 def test_export_reads_back_identically(imported, openrl_bin, tmp_path):
     """The gguf package reads our export back: metadata, names, and tensor bytes equal to the gguf
     package quantizing the same weights (after llama.cpp's permutation / Gemma's +1). SmolLM2 in
-    f16 and q8_0; Gemma (whose 262k-token vocabulary takes the gguf reader ~10 s a file) in q8_0."""
+    f16, q8_0 and q4_0; Gemma (whose 262k-token vocabulary takes the gguf reader ~10 s a file) in q8_0."""
     name, src, out, _, model = imported
     from safetensors.torch import load_file
     hf = load_file(str(out / "model.safetensors"))
     orig = gguf.GGUFReader(str(src))
-    for qtype in (["f16", "q8_0"] if name == "smollm2" else ["q8_0"]):
+    for qtype in (["f16", "q8_0", "q4_0"] if name == "smollm2" else ["q8_0"]):
         _check_export(openrl_bin, tmp_path, name, orig, hf, model.config, out, qtype)
 
 

@@ -206,7 +206,7 @@ int Run(const Options& o) {
   std::cout << "\n== OpenRL quickstart summary ==\n";
   std::cout << Format("base model      SmolLM2-135M-Instruct (%.1fM parameters), from %s\n",
                       m.md.config.NumParameters() / 1e6, o.model.c_str());
-  std::cout << Format("LoRA adapter    %s  (PEFT layout, rank %lld), %lld steps, final loss %.3f, %.0f tokens/s\n",
+  std::cout << Format("LoRA adapter    %s  (PEFT layout, rank %lld), %lld steps, final loss %.3f, %.0f completion tokens/s\n",
                       adapter_dir.c_str(), static_cast<long long>(o.rank), static_cast<long long>(o.steps), loop.loss,
                       loop.tokens_per_second);
   if (o.export_gguf) std::cout << "GGUF export     " << gguf_out << "  (base+LoRA merged, q8_0, for llama.cpp / Ollama)\n";
