@@ -335,3 +335,38 @@ def test_llama_cpp_generates_like_us_on_our_export(imported, openrl_bin, tmp_pat
         if len(theirs) == 16:
             break
     assert theirs == ours, f"{name}: llama.cpp {theirs} vs openrl {ours}"
+
+
+def test_qwen3_export_import_round_trip(openrl_bin, tmp_path):
+    """Qwen 3 (no Q/K permutation, q/k norms, tied embedding) goes out to GGUF and back: every
+    weight equals the original rounded to f16 (matrices) or exactly (norms), config unchanged."""
+    from model_factory import make_model
+    from safetensors.torch import load_file
+    src = tmp_path / "qwen3"
+    model = make_model("qwen3", src)
+    # A byte-level BPE vocabulary of exactly the model's 160 tokens (printable ASCII and Latin-1).
+    alphabet = [chr(c) for c in range(0x21, 0x7F)] + [chr(c) for c in range(0xA1, 0x100) if c != 0xAD]
+    tokenizer = {"version": "1.0", "added_tokens": [], "normalizer": None,
+                 "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                                   "use_regex": True},
+                 "post_processor": None, "decoder": {"type": "ByteLevel"},
+                 "model": {"type": "BPE", "vocab": {t: i for i, t in enumerate(alphabet[:160])}, "merges": []}}
+    (src / "tokenizer.json").write_text(json.dumps(tokenizer))
+    path, back = tmp_path / "q.gguf", tmp_path / "back"
+    subprocess.run([str(openrl_bin), "model", "export", str(src), "--gguf", str(path), "--type", "f16"],
+                   check=True, capture_output=True, timeout=120)
+    assert gguf.GGUFReader(str(path)).fields["general.architecture"].contents() == "qwen3"
+    subprocess.run([str(openrl_bin), "model", "import", str(path), "--out", str(back), "--dtype", "float32"],
+                   check=True, capture_output=True, timeout=120)
+    ours = load_file(str(back / "model.safetensors"))
+    ref = model.state_dict()
+    assert set(ours) == {k for k in ref if k != "lm_head.weight"}
+    for key, t in ours.items():
+        want = ref[key] if ref[key].dim() == 1 else ref[key].half().float()
+        assert torch.equal(t, want), key
+    cfg = transformers.AutoConfig.from_pretrained(str(back))
+    for key in ("num_attention_heads", "num_key_value_heads", "head_dim", "hidden_size", "intermediate_size",
+                "num_hidden_layers", "tie_word_embeddings"):
+        assert getattr(cfg, key) == getattr(model.config, key), key
+    assert np.float32(cfg.rms_norm_eps) == np.float32(model.config.rms_norm_eps)  # GGUF stores an f32
+    assert cfg.rope_parameters["rope_theta"] == model.config.rope_parameters["rope_theta"]

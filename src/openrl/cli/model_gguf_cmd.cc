@@ -49,8 +49,12 @@ int Export(const ModelOptions& opts, const std::string& out, const std::string& 
   if (m.adapter) {
     if (auto st = model::MergeAdapter(*m.dir.model, *m.adapter); !st.ok()) return PrintError(st);
   }
-  std::string name = std::filesystem::path(opts.model_dir).filename().string();
-  if (!opts.adapter_dir.empty()) name += "+" + std::filesystem::path(opts.adapter_dir).filename().string();
+  auto base_name = [](std::string p) {
+    while (p.size() > 1 && p.back() == '/') p.pop_back();  // "dir/" names "dir"
+    return std::filesystem::path(p).filename().string();
+  };
+  std::string name = base_name(opts.model_dir);
+  if (!opts.adapter_dir.empty()) name += "+" + base_name(opts.adapter_dir);
   if (auto st = model::ExportGguf(*m.dir.model, m.dir.path, out, *type, name); !st.ok()) return PrintError(st);
   std::cout << Json{{"gguf", out},
                     {"type", type_name},

@@ -303,7 +303,9 @@ Result<std::string> ImportGgufCached(const std::string& path) {
   if (stdfs::exists(dir / "openrl_import.json")) return dir.string();
   log::Write(log::Level::kInfo, "importing " + path + " into " + dir.string() + " (first use only)");
   OPENRL_ASSIGN_OR_RETURN(ImportedModel m, ImportGguf(path));
-  OPENRL_RETURN_IF_ERROR(WriteImportedModel(m, dir.string(), {at::kFloat}));
+  Status written = WriteImportedModel(m, dir.string(), {at::kFloat});
+  // Another process importing the same file may have moved its copy into place first.
+  if (!written.ok() && !stdfs::exists(dir / "openrl_import.json")) return written;
   return dir.string();
 }
 
