@@ -243,6 +243,23 @@ def test_lora_gradients_match_peft_autograd(setup, micro):
         assert _rel(grads[name], g) <= 1e-4, f"{setup.family} {name} (micro-batch {micro})"
 
 
+def test_bf16_base_with_fp32_adapter_matches_peft(setup):
+    """--dtype bfloat16 trains an fp32 adapter over a bf16 base, as PEFT does (autocast_adapter_dtype):
+    loss and adapter gradients agree with PEFT on the same bf16 model within bf16 rounding."""
+    grads, step = setup.dump("--adapter", setup.adapter, "--batch-size", 4, "--dtype", "bfloat16")
+    base = MODEL_CLASSES[setup.family].from_pretrained(setup.base, dtype=torch.bfloat16).eval()
+    pm = peft.PeftModel.from_pretrained(base, setup.adapter, is_trainable=True)
+    trainable = {n.replace(".default", ""): p for n, p in pm.named_parameters() if p.requires_grad}
+    assert all(p.dtype == torch.float32 for p in trainable.values())
+    loss = _mean_nll(pm, setup.rows[:4])
+    loss.backward()
+    assert set(grads) == set(trainable)
+    assert all(g.dtype == torch.float32 for g in grads.values())
+    assert abs(step["loss"] - loss.item()) <= 1e-2 * abs(loss.item())
+    for name, p in trainable.items():
+        assert _rel(grads[name], p.grad) <= 5e-2, f"{setup.family} {name}"
+
+
 def test_lora_activation_checkpointing_gives_same_gradients(setup):
     plain, _ = setup.dump("--adapter", setup.adapter, "--batch-size", 4, "--micro-batch", 4)
     path = setup.root / "grads-ckpt-lora.safetensors"

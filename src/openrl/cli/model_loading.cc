@@ -29,7 +29,8 @@ Result<LoadedModel> LoadModelForCli(const ModelOptions& opts) {
   OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(dir, {dtype, device}));
   m.model = m.dir.model.get();
   if (!opts.adapter_dir.empty()) {
-    OPENRL_ASSIGN_OR_RETURN(m.adapter, model::LoadPeftAdapter(opts.adapter_dir, m.dir.config, dtype, device));
+    at::ScalarType adapter_dtype = opts.fp32_adapter ? at::kFloat : dtype;
+    OPENRL_ASSIGN_OR_RETURN(m.adapter, model::LoadPeftAdapter(opts.adapter_dir, m.dir.config, adapter_dtype, device));
   }
   namespace stdfs = std::filesystem;
   if (stdfs::exists(stdfs::path(dir) / "tokenizer.json")) {

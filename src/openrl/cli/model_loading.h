@@ -21,6 +21,7 @@ struct ModelOptions {
   std::string dtype = "float32";
   std::string device = "cpu";
   int threads = 0;
+  bool fp32_adapter = false;  // load --adapter in fp32 whatever --dtype (training keeps adapters fp32)
 };
 
 struct LoadedModel {

@@ -71,7 +71,9 @@ Result<std::vector<std::vector<int32_t>>> ReadDataset(const std::string& path, c
 }
 
 int RunTrain(const TrainOptions& o) {
-  auto loaded = LoadModelForCli(o.model);
+  ModelOptions model_opts = o.model;
+  model_opts.fp32_adapter = true;  // trained adapters and their AdamW state stay fp32, as in PEFT
+  auto loaded = LoadModelForCli(model_opts);
   if (!loaded.ok()) return PrintError(loaded.status());
   LoadedModel& m = *loaded;
   auto data = ReadDataset(o.data, m);
@@ -92,7 +94,8 @@ int RunTrain(const TrainOptions& o) {
       lc.targets.insert(*k);
     }
     if (auto st = lc.Validate(); !st.ok()) return PrintError(st);
-    fresh = model::LoraAdapter::Create(base.config(), lc, base.dtype(), base.device(), o.seed);
+    // The adapter (trainable, with its AdamW state) stays fp32 over a bf16/fp16 base, as PEFT does.
+    fresh = model::LoraAdapter::Create(base.config(), lc, at::kFloat, base.device(), o.seed);
     adapter = fresh.get();
   }
   // MFU is reported against this machine's measured fp32 matmul throughput.

@@ -138,7 +138,11 @@ at::Tensor AddLora(at::Tensor y, const at::Tensor& x, const LoraBatch* lora, int
     const LoraConfig& cfg = g.adapter->config();
     at::Tensor xs = g.rows.defined() ? x.index_select(0, g.rows) : x;
     if (lora->training && cfg.dropout > 0) xs = at::dropout(xs, cfg.dropout, /*train=*/true);
+    // Adapters may be kept in fp32 over a bf16/fp16 base (as PEFT does): compute in the
+    // adapter's dtype, add in the base's.
+    if (xs.scalar_type() != p->a.scalar_type()) xs = xs.to(p->a.scalar_type());
     at::Tensor delta = at::linear(at::linear(xs, p->a), p->b) * cfg.scale();  // (b, T, out)
+    if (delta.scalar_type() != y.scalar_type()) delta = delta.to(y.scalar_type());
     y = g.rows.defined() ? y.index_add(0, g.rows, delta) : y + delta;
   }
   return y;
