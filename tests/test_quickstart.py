@@ -35,6 +35,15 @@ def test_quickstart_post_trains_smollm2_and_exports_gguf(openrl_bin, real_ggufs,
     exported = gguf.GGUFReader(str(tmp_path / "smollm2-answer-format.q8_0.gguf"))
     assert exported.fields["general.architecture"].contents() == "llama"
     assert len(exported.tensors) == 272
+    # llama.cpp serves the exported policy with the chat template we wrote into it, and it has the
+    # behaviour the adapter taught.
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=str(tmp_path / "smollm2-answer-format.q8_0.gguf"), n_ctx=256, n_threads=2,
+                          verbose=False)
+    question = "What is 21 + 35? Reply with only the result, written as <answer>NUMBER</answer>."
+    reply = llm.create_chat_completion(messages=[{"role": "user", "content": question}], temperature=0,
+                                       max_tokens=16)["choices"][0]["message"]["content"]
+    assert re.fullmatch(r"\s*<answer>-?\d+</answer>\s*", reply), reply
 
 
 def test_tiny_quickstart_writes_loadable_model_tokenizer_and_adapter(openrl_bin, tmp_path):
