@@ -370,3 +370,32 @@ def test_qwen3_export_import_round_trip(openrl_bin, tmp_path):
         assert getattr(cfg, key) == getattr(model.config, key), key
     assert np.float32(cfg.rms_norm_eps) == np.float32(model.config.rms_norm_eps)  # GGUF stores an f32
     assert cfg.rope_parameters["rope_theta"] == model.config.rope_parameters["rope_theta"]
+
+
+def test_model_info_reads_gguf_metadata(openrl_bin, real_ggufs):
+    for name, family, params in (("smollm2", "llama", 134_515_008), ("gemma3", "gemma3_text", 268_098_176)):
+        proc = subprocess.run([str(openrl_bin), "model", "info", str(real_ggufs[name])], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        info = json.loads(proc.stdout)
+        assert (info["format"], info["family"], info["parameters"]) == ("gguf", family, params)
+        assert info["has_tokenizer"] and info["has_chat_template"] == (name == "smollm2")
+
+
+def test_gguf_cache_keeps_one_import_per_file(openrl_bin, real_ggufs, tmp_path):
+    """A replaced (or touched) GGUF is imported again and its older cached copy is removed."""
+    import os
+    import shutil
+    copy = tmp_path / "smol.gguf"
+    shutil.copyfile(real_ggufs["smollm2"], copy)
+    env = {**os.environ, "OPENRL_CACHE": str(tmp_path / "cache")}
+    req = json.dumps({"prompt_tokens": [1, 2, 3], "max_tokens": 1, "temperature": 0}) + "\n"
+    seen = []
+    for bump in (0, 10):
+        st = copy.stat()
+        os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + bump * 10**9))
+        proc = subprocess.run([str(openrl_bin), "generate", "--model", str(copy)], input=req, capture_output=True,
+                              text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        seen.append(sorted(p.name for p in (tmp_path / "cache" / "gguf").iterdir()))
+    assert len(seen[0]) == 1 and len(seen[1]) == 1 and seen[0] != seen[1], seen

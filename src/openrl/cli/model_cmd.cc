@@ -10,6 +10,7 @@
 #include "openrl/cli/model_loading.h"
 #include "openrl/engine/forward.h"
 #include "openrl/engine/sampler.h"
+#include "openrl/model/gguf_import.h"
 #include "openrl/model/peft_io.h"
 
 namespace openrl::cli {
@@ -17,16 +18,28 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
+// The architecture of a model directory, or of a GGUF file read from its metadata alone.
+Result<Json> ModelInfoJson(const std::string& path) {
+  if (model::IsGgufFile(path)) {
+    OPENRL_ASSIGN_OR_RETURN(auto file, formats::gguf::GgufFile::Open(path));
+    OPENRL_ASSIGN_OR_RETURN(Json cfg_json, model::ConfigJsonFromGguf(*file));
+    OPENRL_ASSIGN_OR_RETURN(auto cfg, model::ModelConfig::FromJson(cfg_json, path));
+    return Json{{"path", path}, {"format", "gguf"}, {"family", model::FamilyName(cfg.family)},
+                {"parameters", cfg.NumParameters()}, {"config", cfg.ToJson()},
+                {"has_tokenizer", file->metadata().Contains("tokenizer.ggml.tokens")},
+                {"has_chat_template", file->metadata().Contains("tokenizer.chat_template")}};
+  }
+  OPENRL_ASSIGN_OR_RETURN(auto cfg, model::ReadModelConfig(path));
+  return Json{{"path", path}, {"format", "huggingface"}, {"family", model::FamilyName(cfg.family)},
+              {"parameters", cfg.NumParameters()}, {"config", cfg.ToJson()},
+              {"has_tokenizer", stdfs::exists(stdfs::path(path) / "tokenizer.json")},
+              {"has_chat_template", stdfs::exists(stdfs::path(path) / "tokenizer_config.json")}};
+}
+
 int ModelInfo(const std::string& dir) {
-  auto cfg = model::ReadModelConfig(dir);
-  if (!cfg.ok()) return PrintError(cfg.status());
-  Json out = {{"path", dir},
-              {"family", model::FamilyName(cfg->family)},
-              {"parameters", cfg->NumParameters()},
-              {"config", cfg->ToJson()},
-              {"has_tokenizer", stdfs::exists(stdfs::path(dir) / "tokenizer.json")},
-              {"has_chat_template", stdfs::exists(stdfs::path(dir) / "tokenizer_config.json")}};
-  std::cout << out.dump(2) << "\n";
+  auto out = ModelInfoJson(dir);
+  if (!out.ok()) return PrintError(out.status());
+  std::cout << out->dump(2) << "\n";
   return 0;
 }
 
@@ -186,7 +199,7 @@ void Install(CLI::App& app) {
   InstallGgufCommands(model);
   auto* info = model->add_subcommand("info", "Print a model directory's architecture as JSON");
   auto dir = std::make_shared<std::string>();
-  info->add_option("DIR", *dir, "Hugging Face model directory")->required();
+  info->add_option("MODEL", *dir, "Hugging Face model directory or GGUF file")->required();
   info->callback([dir] { SetExitCode(ModelInfo(*dir)); });
 
   auto* merge = model->add_subcommand("merge", "Merge a LoRA adapter into the base and write a Hugging Face directory");

@@ -289,6 +289,18 @@ bool IsGgufFile(const std::string& path) {
   return in.gcount() == 4 && std::string_view(magic, 4) == "GGUF";
 }
 
+// One cached import per source file: imports of the same path under another key (the file was
+// replaced or touched since) are removed. Mappings of a removed copy stay valid until unmapped.
+static void DropStaleImports(const stdfs::path& root, const stdfs::path& keep, const std::string& source) {
+  std::error_code ec;
+  for (const auto& entry : stdfs::directory_iterator(root, ec)) {
+    if (entry.path() == keep || !entry.is_directory(ec)) continue;
+    auto prov = ReadJsonFile((entry.path() / "openrl_import.json").string());
+    if (!prov.ok() || !prov->contains("source") || !(*prov)["source"].is_object()) continue;
+    if ((*prov)["source"].value("path", "") == source) stdfs::remove_all(entry.path(), ec);
+  }
+}
+
 Result<std::string> ImportGgufCached(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return NotFound(path + ": no such file");
@@ -306,6 +318,7 @@ Result<std::string> ImportGgufCached(const std::string& path) {
   Status written = WriteImportedModel(m, dir.string(), {at::kFloat});
   // Another process importing the same file may have moved its copy into place first.
   if (!written.ok() && !stdfs::exists(dir / "openrl_import.json")) return written;
+  DropStaleImports(dir.parent_path(), dir, stdfs::absolute(path).string());
   return dir.string();
 }
 

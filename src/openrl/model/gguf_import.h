@@ -57,8 +57,8 @@ struct ImportOptions {
 Status WriteImportedModel(const ImportedModel& m, const std::string& out_dir, const ImportOptions& opts);
 
 // A GGUF given where a model directory is expected: imported once into
-// $OPENRL_CACHE/gguf/<key> (key: the file's path, size and mtime) in float32 and reused.
-// Returns the directory.
+// $OPENRL_CACHE/gguf/<key> (key: the file's path, size and mtime) in float32 and reused; an
+// older import of the same path is removed. Returns the directory.
 Result<std::string> ImportGgufCached(const std::string& path);
 // True when `path` is a regular file that starts with the GGUF magic.
 bool IsGgufFile(const std::string& path);
