@@ -53,20 +53,6 @@ Status SetArchMetadata(const ModelConfig& c, gg::Metadata& md) {
   return Status::Ok();
 }
 
-// llama.cpp's layout of one parameter: Llama Q/K rows interleaved per head, Gemma norms as 1 + w.
-at::Tensor ToGgufLayout(const ModelConfig& c, const std::string& gname, at::Tensor t) {
-  t = t.detach().to(at::kCPU, at::kFloat).contiguous();
-  bool is_q = gname.find(".attn_q.") != std::string::npos, is_k = gname.find(".attn_k.") != std::string::npos;
-  if (c.family == Family::kLlama && (is_q || is_k)) {
-    int64_t heads = is_q ? c.num_attention_heads : c.num_key_value_heads;
-    std::vector<int64_t> shape = {heads, 2, t.size(0) / heads / 2};
-    for (int64_t d = 1; d < t.dim(); ++d) shape.push_back(t.size(d));
-    t = t.reshape(shape).transpose(1, 2).reshape(t.sizes()).contiguous();
-  }
-  if (c.gemma() && gname.find("norm.weight") != std::string::npos) t = (t + 1.0).contiguous();
-  return t;
-}
-
 gg::GgmlType TensorType(ExportType type, const at::Tensor& t) {
   if (t.dim() < 2) return gg::GgmlType::kF32;  // norms and biases stay exact, as llama.cpp keeps them
   if (type == ExportType::kF16) return gg::GgmlType::kF16;
@@ -100,7 +86,9 @@ Status ExportGguf(const Transformer& model, const std::string& tokenizer_dir, co
     for (const auto& [hf, param] : model.NamedParameters()) {
       std::string gname = GgufTensorName(hf, c.family);
       if (gname.empty()) return Unimplemented("GGUF export: no llama.cpp name for parameter '" + hf + "'");
-      at::Tensor t = ToGgufLayout(c, gname, param);
+      OPENRL_ASSIGN_OR_RETURN(at::Tensor t, ConvertLlamaCppLayout(c, gname, param.detach().to(at::kCPU, at::kFloat),
+                                                                  LayoutDirection::kToGguf));
+      t = t.contiguous();
       gg::GgmlType gtype = TensorType(type, t);
       OPENRL_ASSIGN_OR_RETURN(auto bytes,
                               gg::Quantize(gtype, {t.data_ptr<float>(), static_cast<size_t>(t.numel())}));

@@ -173,6 +173,27 @@ Result<Json> ConfigJsonFromGguf(const gg::GgufFile& file) {
   return c;
 }
 
+Result<at::Tensor> ConvertLlamaCppLayout(const ModelConfig& cfg, const std::string& gguf_name, at::Tensor t,
+                                         LayoutDirection direction) {
+  bool to_gguf = direction == LayoutDirection::kToGguf;
+  bool is_q = gguf_name.find(".attn_q.") != std::string::npos;
+  bool is_k = gguf_name.find(".attn_k.") != std::string::npos;
+  if (cfg.family == Family::kLlama && (is_q || is_k)) {
+    int64_t heads = is_q ? cfg.num_attention_heads : cfg.num_key_value_heads;
+    int64_t rows = t.size(0);
+    if (rows % (2 * heads) != 0)
+      return InvalidArgument("tensor '" + gguf_name + "' has " + std::to_string(rows) + " rows, not a multiple of 2 x " +
+                             std::to_string(heads) + " heads");
+    // Per head: (2 halves, dim/2) in our layout, (dim/2, 2) interleaved in llama.cpp's.
+    std::vector<int64_t> shape = {heads, 2, rows / heads / 2};
+    if (!to_gguf) std::swap(shape[1], shape[2]);
+    for (int64_t d = 1; d < t.dim(); ++d) shape.push_back(t.size(d));
+    t = t.reshape(shape).transpose(1, 2).reshape(t.sizes()).contiguous();
+  }
+  if (cfg.gemma() && gguf_name.find("norm.weight") != std::string::npos) t = to_gguf ? t + 1.0 : t - 1.0;
+  return t;
+}
+
 // The tensor as the engine wants it: dequantized to fp32, in PyTorch layout, with llama.cpp's
 // conversion undone.
 static Result<at::Tensor> ReadTensor(const gg::GgufFile& file, const gg::TensorInfo& info, const ModelConfig& cfg) {
@@ -182,21 +203,9 @@ static Result<at::Tensor> ReadTensor(const gg::GgufFile& file, const gg::TensorI
   at::Tensor t = at::empty(info.shape(), at::kFloat);
   OPENRL_RETURN_IF_ERROR(gg::Dequantize(info.type, file.Data(info), {t.data_ptr<float>(), static_cast<size_t>(t.numel())})
                              .WithContext(file.path() + ": tensor '" + info.name + "'"));
-  bool is_q = info.name.find(".attn_q.") != std::string::npos;
-  bool is_k = info.name.find(".attn_k.") != std::string::npos;
-  if (cfg.family == Family::kLlama && (is_q || is_k)) {
-    // llama.cpp interleaves the two rotary halves of each head; put them back.
-    int64_t heads = is_q ? cfg.num_attention_heads : cfg.num_key_value_heads;
-    int64_t rows = t.size(0);
-    if (rows % (2 * heads) != 0)
-      return InvalidArgument(file.path() + ": tensor '" + info.name + "' has " + std::to_string(rows) +
-                             " rows, not a multiple of 2 x " + std::to_string(heads) + " heads");
-    std::vector<int64_t> shape = {heads, rows / heads / 2, 2};
-    for (int64_t d = 1; d < t.dim(); ++d) shape.push_back(t.size(d));
-    t = t.reshape(shape).transpose(1, 2).reshape(t.sizes()).contiguous();
-  }
-  if (cfg.gemma() && info.name.find("norm.weight") != std::string::npos) t = t - 1.0;  // Gemma stores 1 + w
-  return t;
+  auto converted = ConvertLlamaCppLayout(cfg, info.name, std::move(t), LayoutDirection::kFromGguf);
+  if (!converted.ok()) return converted.status().WithContext(file.path());
+  return converted;
 }
 
 Result<ImportedModel> ImportGguf(const std::string& path) {
@@ -284,9 +293,9 @@ bool IsGgufFile(const std::string& path) {
   std::error_code ec;
   if (!stdfs::is_regular_file(path, ec)) return false;
   std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  in.read(magic, 4);
-  return in.gcount() == 4 && std::string_view(magic, 4) == "GGUF";
+  uint32_t magic = 0;
+  in.read(reinterpret_cast<char*>(&magic), sizeof magic);
+  return in.gcount() == sizeof magic && magic == gg::kMagic;
 }
 
 // One cached import per source file: imports of the same path under another key (the file was

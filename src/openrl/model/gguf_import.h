@@ -34,6 +34,14 @@ std::string HfTensorName(std::string_view gguf_name, Family family);
 // The inverse; empty when the engine has no such parameter.
 std::string GgufTensorName(std::string_view hf_name, Family family);
 
+// What llama.cpp's converter does to a parameter, and its inverse: Llama Q/K rows have the two
+// rotary halves of each head interleaved, Gemma RMSNorm weights are stored as 1 + w. `t` is fp32
+// in PyTorch layout; `gguf_name` is the llama.cpp name. Errors name the tensor when the rows do
+// not split into the config's heads.
+enum class LayoutDirection { kToGguf, kFromGguf };
+Result<at::Tensor> ConvertLlamaCppLayout(const ModelConfig& cfg, const std::string& gguf_name, at::Tensor t,
+                                         LayoutDirection direction);
+
 struct ImportedModel {
   ModelConfig config;
   Json config_json;
