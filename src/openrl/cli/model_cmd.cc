@@ -193,10 +193,11 @@ int MergeToDir(const ModelOptions& opts, const std::string& out) {
 }
 
 void Install(CLI::App& app) {
-  auto* model = app.add_subcommand("model", "Inspect, merge, import (GGUF) and export (GGUF) models");
+  auto* model = app.add_subcommand("model", "Inspect, merge, import (GGUF), export (GGUF) and register (add) models");
   model->alias("models");
   model->require_subcommand(1);
   InstallGgufCommands(model);
+  InstallRegistryCommands(model);
   auto* info = model->add_subcommand("info", "Print a model directory's architecture as JSON");
   auto dir = std::make_shared<std::string>();
   info->add_option("MODEL", *dir, "Hugging Face model directory or GGUF file")->required();

@@ -42,5 +42,7 @@ Result<std::vector<int32_t>> PromptTokens(const LoadedModel& m, const Json& req)
 
 // `openrl model import` and `openrl model export` (model_gguf_cmd.cc).
 void InstallGgufCommands(CLI::App* model);
+// `openrl model add|list`: base models registered for `openrl serve` (registry_cmd.cc).
+void InstallRegistryCommands(CLI::App* model);
 
 }  // namespace openrl::cli

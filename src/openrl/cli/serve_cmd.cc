@@ -1,8 +1,9 @@
-// `openrl serve`: the HTTP server with the built-in routes (/healthz, /readyz, /metrics) plus the
-// route groups below. SIGINT/SIGTERM drain in-flight requests, then exit 0.
+// `openrl serve`: the HTTP server with the built-in routes (/healthz, /readyz, /metrics) and the
+// Tinker training API (/api/v1) over the data directory's metadata store, futures and engine
+// scheduler. SIGINT/SIGTERM drain in-flight requests, then exit 0.
 //
-// Extension point: an API surface (Tinker /api/v1, OpenAI /v1, control plane /control/v1) adds
-// one entry to RouteGroups() that installs its routes and readiness checks.
+// Extension point: a further API surface (OpenAI /v1, control plane /control/v1) installs its
+// routes next to the Tinker API's in Serve().
 #include <pthread.h>
 #include <signal.h>
 
@@ -16,6 +17,8 @@
 #include <vector>
 
 #include "openrl/cli/command.h"
+#include "openrl/cli/data_dir.h"
+#include "openrl/cli/training_api.h"
 #include "openrl/http/server.h"
 
 namespace openrl::cli {
@@ -27,19 +30,8 @@ struct ServeFlags {
   int threads = 0;  // 0: hardware concurrency
   int max_body_mb = 64;
   int shutdown_seconds = 30;
+  TrainingApiOptions api;
 };
-
-struct RouteGroup {
-  const char* name;
-  std::function<Status(http::Server& server, const ServeFlags& flags)> install;
-};
-
-// The route groups `openrl serve` installs, in order.
-std::vector<RouteGroup> RouteGroups() {
-  return {
-      // {"tinker", InstallTinkerRoutes},  // /api/v1/...
-  };
-}
 
 Status Serve(const ServeFlags& flags) {
   if (flags.port < 0 || flags.port > 65535) {
@@ -62,11 +54,9 @@ Status Serve(const ServeFlags& flags) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  OPENRL_ASSIGN_OR_RETURN(std::unique_ptr<TrainingApi> training, StartTrainingApi(flags.api));
   http::Server server(options);
-  for (const RouteGroup& group : RouteGroups()) {
-    Status s = group.install(server, flags);
-    if (!s.ok()) return s.WithContext(std::string("installing ") + group.name + " routes");
-  }
+  training->tinker->Install(server.router());  // /api/v1/...
   OPENRL_RETURN_IF_ERROR(server.Start());
   bool ipv6 = flags.host.find(':') != std::string::npos;
   std::cout << "listening on http://" << (ipv6 ? "[" + flags.host + "]" : flags.host) << ":"
@@ -77,6 +67,7 @@ Status Serve(const ServeFlags& flags) {
   std::cerr << "openrl: " << (received == SIGINT ? "SIGINT" : "SIGTERM")
             << " received, draining connections\n";
   server.Shutdown(std::chrono::seconds(flags.shutdown_seconds));
+  training->scheduler->Stop();
   return Status::Ok();
 }
 
@@ -92,6 +83,19 @@ OPENRL_CLI_COMMAND("serve", [](CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--shutdown-seconds", flags->shutdown_seconds,
                   "How long in-flight requests may run after SIGINT/SIGTERM")
+      ->capture_default_str();
+  AddDataDirOption(sub, flags->api.data_dir);
+  sub->add_option("--base-model", flags->api.base_models,
+                  "NAME=PATH: serve a model directory or GGUF file under NAME (repeatable; also `openrl models add`)");
+  sub->add_option("--dtype", flags->api.dtype, "Base model weights: float32 | bfloat16 (adapters are float32)")
+      ->capture_default_str();
+  sub->add_option("--api-key", flags->api.api_key, "Also accept this tml-… key (registered in the store if new)")
+      ->envname("OPENRL_API_KEY");
+  sub->add_option("--max-tokens-per-pass", flags->api.max_tokens_per_pass,
+                  "Packed forward/backward passes hold at most this many (padded) tokens")
+      ->capture_default_str();
+  sub->add_option("--session-timeout", flags->api.session_timeout_seconds,
+                  "Seconds without a heartbeat after which a client session expires")
       ->capture_default_str();
   sub->callback([flags] {
     Status s = Serve(*flags);

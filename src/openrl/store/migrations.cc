@@ -15,6 +15,81 @@ constexpr Migration kMigrations[] = {
         updated_at TEXT NOT NULL
       );
     )sql"},
+    {2, "tinker_api", R"sql(
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        max_concurrent_requests INTEGER NOT NULL,
+        token_quota INTEGER NOT NULL,
+        tokens_used INTEGER NOT NULL
+      );
+      CREATE TABLE base_models (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        added_at TEXT NOT NULL
+      );
+      CREATE TABLE api_sessions (
+        id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        user_metadata TEXT NOT NULL,
+        sdk_version TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_heartbeat_at TEXT NOT NULL
+      );
+      CREATE TABLE training_runs (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        base_model TEXT NOT NULL,
+        lora_rank INTEGER NOT NULL,
+        lora_config TEXT NOT NULL,
+        user_metadata TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_request_at TEXT NOT NULL
+      );
+      CREATE TABLE futures (
+        id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        run_id TEXT,
+        seq_id INTEGER,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        result BLOB,
+        result_format TEXT,
+        error TEXT,
+        error_category TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        expires_at TEXT NOT NULL
+      );
+      CREATE UNIQUE INDEX futures_run_seq ON futures (run_id, seq_id)
+        WHERE run_id IS NOT NULL AND seq_id IS NOT NULL;
+      CREATE INDEX futures_state ON futures (state);
+      CREATE TABLE checkpoints (
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        user_metadata TEXT NOT NULL,
+        PRIMARY KEY (run_id, kind, name)
+      );
+      CREATE TABLE sampling_sessions (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        base_model TEXT NOT NULL,
+        model_path TEXT,
+        created_at TEXT NOT NULL
+      );
+    )sql"},
 };
 
 constexpr const char* kCreateMigrationsTable = R"sql(

@@ -1,0 +1,353 @@
+#include "openrl/api/tinker_api.h"
+
+#include "openrl/api/tinker_api_internal.h"
+#include "openrl/core/clock.h"
+#include "openrl/core/crypto.h"
+#include "openrl/core/ids.h"
+
+namespace openrl::api {
+
+using store::Row;
+using store::Tx;
+
+http::Response JsonOk(const Json& j) { return http::Response::JsonBody(200, j); }
+
+http::Response Problem(const Status& s, const http::Request& req) {
+  http::Response r = http::ProblemFromStatus(s, req.path);
+  if (s.code() == ErrorCode::kResourceExhausted) r.headers.Set("Retry-After", "1");
+  return r;
+}
+
+std::string RequestHash(const http::Request& req) { return crypto::Sha256Hex(req.path + "\n" + req.body); }
+
+std::string ModelIdFor(const std::string& session_id, int64_t model_seq_id) {
+  return session_id + ":train:" + std::to_string(model_seq_id);
+}
+
+std::string ErrorCategory(const Status& s) {
+  switch (s.code()) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kNotFound:
+    case ErrorCode::kFailedPrecondition:
+    case ErrorCode::kAlreadyExists:
+    case ErrorCode::kPermissionDenied:
+    case ErrorCode::kUnauthenticated:
+    case ErrorCode::kResourceExhausted:
+    case ErrorCode::kUnimplemented:
+      return "user";
+    default:
+      return "server";
+  }
+}
+
+TinkerApi::TinkerApi(store::MetadataStore& db, engine::Scheduler& scheduler, engine::FutureStore& futures,
+                     KeyStore& keys, TinkerApiOptions options)
+    : impl_(std::make_shared<Impl>(db, scheduler, futures, keys, options)) {}
+
+Result<ApiKey> TinkerApi::Impl::Authenticate(const http::Request& req) {
+  std::string key(req.headers.GetOr("X-API-Key", ""));
+  if (key.empty()) {
+    std::string auth(req.headers.GetOr("Authorization", ""));
+    if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
+  }
+  return keys.Authenticate(key);
+}
+
+http::Handler TinkerApi::Impl::Authed(AuthedHandler h) {
+  return [this, h = std::move(h)](const http::Request& req) -> http::Response {
+    Result<ApiKey> key = Authenticate(req);
+    if (!key.ok()) return Problem(key.status(), req);
+    try {
+      return h(req, *key);
+    } catch (const std::exception& e) {
+      return Problem(StatusFromException(e, req.path), req);
+    }
+  };
+}
+
+Result<engine::RunInfo> TinkerApi::Impl::OwnedRun(const ApiKey& key, const std::string& model_id) {
+  Result<engine::RunInfo> run = scheduler.Run(model_id);
+  if (!run.ok() || run->key_id != key.id)
+    return NotFound("model_id '" + model_id + "' is not a training run of this API key");
+  return run;
+}
+
+Status TinkerApi::Impl::CheckSession(const ApiKey& key, const std::string& session_id) {
+  std::optional<Row> row;
+  OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT key_id, last_heartbeat_at FROM api_sessions WHERE id = ?", {session_id}));
+    return Status::Ok();
+  }));
+  if (!row) return InvalidArgument("session '" + session_id + "' is unknown; create a new ServiceClient");
+  OPENRL_ASSIGN_OR_RETURN(std::string owner, row->Text("key_id"));
+  if (owner != key.id) return InvalidArgument("session '" + session_id + "' is unknown; create a new ServiceClient");
+  OPENRL_ASSIGN_OR_RETURN(std::string last, row->Text("last_heartbeat_at"));
+  OPENRL_ASSIGN_OR_RETURN(auto when, ParseIso8601(last));
+  if (SystemClock().Now() - when > options.session_timeout)
+    return InvalidArgument("session '" + session_id + "' expired (no heartbeat since " + last +
+                           "); create a new ServiceClient");
+  return Status::Ok();
+}
+
+engine::Done TinkerApi::Impl::Completion(const std::string& future_id, const std::string& key_id, Encoder encode) {
+  return [this, future_id, key_id, encode = std::move(encode)](Result<engine::Output> out) {
+    keys.ReleaseSlot(key_id);
+    Status s = Status::Ok();
+    if (out.ok()) {
+      try {
+        auto [bytes, format] = encode(*out);
+        s = futures.Complete(future_id, std::move(bytes), format);
+      } catch (const std::exception& e) {
+        s = futures.Fail(future_id, StatusFromException(e, "encoding the result").message(), "server");
+      }
+    } else {
+      s = futures.Fail(future_id, out.status().message(), ErrorCategory(out.status()));
+    }
+    (void)s;
+  };
+}
+
+http::Response TinkerApi::Impl::SubmitRunWork(const http::Request& req, const ApiKey& key, const std::string& kind,
+                                              const std::string& run_id, int64_t seq_id, engine::Work work,
+                                              Encoder encode) {
+  Status slot = keys.AcquireSlot(key);
+  if (!slot.ok()) return Problem(slot, req);  // not consumed: the SDK retries the same seq_id
+  Result<engine::FutureStore::Created> fut =
+      futures.Create(kind, key.id, run_id, seq_id > 0 ? std::optional<int64_t>(seq_id) : std::nullopt, RequestHash(req));
+  if (!fut.ok()) {
+    keys.ReleaseSlot(key.id);
+    Status s = fut.status().code() == ErrorCode::kAlreadyExists ? InvalidArgument(fut.status().message()) : fut.status();
+    return Problem(s, req);
+  }
+  if (!fut->created) {  // a retry of a request already accepted
+    keys.ReleaseSlot(key.id);
+    return JsonOk({{"request_id", fut->id}, {"model_id", run_id}});
+  }
+  Status s = scheduler.Submit(run_id, seq_id, std::move(work), Completion(fut->id, key.id, std::move(encode)));
+  if (!s.ok()) {
+    keys.ReleaseSlot(key.id);
+    (void)futures.Fail(fut->id, s.message(), ErrorCategory(s));
+    return Problem(s, req);
+  }
+  return JsonOk({{"request_id", fut->id}, {"model_id", run_id}});
+}
+
+Result<std::string> TinkerApi::Impl::ImmediateFuture(const ApiKey& key, const std::string& kind, const Json& result) {
+  OPENRL_ASSIGN_OR_RETURN(auto fut, futures.Create(kind, key.id, std::nullopt, std::nullopt, NewId("once")));
+  OPENRL_RETURN_IF_ERROR(futures.Complete(fut.id, result.dump(), "json"));
+  return fut.id;
+}
+
+namespace {
+
+std::string Iso(const std::string& s) { return s; }
+
+Json StringMap(const Json& j) {
+  Json out = Json::object();
+  if (!j.is_object()) return out;
+  for (auto& [k, v] : j.items()) out[k] = v.is_string() ? v.get<std::string>() : v.dump();
+  return out;
+}
+
+Json CheckpointJson(const engine::CheckpointInfo& c) {
+  Json j = {{"checkpoint_id", (c.kind == "training" ? "weights/" : "sampler_weights/") + c.name},
+            {"checkpoint_type", c.kind},
+            {"time", Iso(c.created_at)},
+            {"tinker_path", c.TinkerPath()},
+            {"size_bytes", c.size_bytes},
+            {"public", false},
+            {"user_metadata", StringMap(c.user_metadata)}};
+  j["expires_at"] = c.expires_at ? Json(*c.expires_at) : Json();
+  return j;
+}
+
+Json RunJson(engine::Scheduler& scheduler, const engine::RunInfo& r) {
+  Json j = {{"training_run_id", r.id},       {"base_model", r.base_model},
+            {"model_owner", r.key_id},        {"is_lora", true},
+            {"corrupted", false},             {"lora_rank", r.lora.rank},
+            {"last_request_time", r.last_request_at}, {"user_metadata", StringMap(r.user_metadata)}};
+  j["last_checkpoint"] = nullptr;
+  j["last_sampler_checkpoint"] = nullptr;
+  auto ckpts = scheduler.Checkpoints(r.id);
+  if (ckpts.ok()) {
+    for (const auto& c : *ckpts) j[c.kind == "training" ? "last_checkpoint" : "last_sampler_checkpoint"] = CheckpointJson(c);
+  }
+  return j;
+}
+
+model::LoraConfig LoraFromRequest(const Json& lc, float alpha) {
+  model::LoraConfig cfg;
+  cfg.rank = lc.value("rank", int64_t{32});
+  cfg.alpha = alpha;
+  cfg.targets.clear();
+  if (lc.value("train_attn", true))
+    for (auto k : {model::LinearKind::kQ, model::LinearKind::kK, model::LinearKind::kV, model::LinearKind::kO})
+      cfg.targets.insert(k);
+  if (lc.value("train_mlp", true))
+    for (auto k : {model::LinearKind::kGate, model::LinearKind::kUp, model::LinearKind::kDown}) cfg.targets.insert(k);
+  if (lc.value("train_unembed", true)) cfg.targets.insert(model::LinearKind::kLmHead);
+  return cfg;
+}
+
+}  // namespace
+
+void TinkerApi::Install(http::Router& r) {
+  auto self = impl_;
+  Impl& im = *impl_;
+  r.Post("/api/v1/client/config", im.Authed([](const http::Request&, const ApiKey&) {
+    return JsonOk({{"pjwt_auth_enabled", false},
+                   {"credential_default_source", "api_key"},
+                   {"parallel_fwdbwd_chunks", true},
+                   {"proto_compress_fwdbwd", true},
+                   {"sample_use_retrieve_futures", false},
+                   {"create_model_via_load_weights", false},
+                   {"use_pyqwest_transport", false}});
+  }));
+  r.Post("/api/v1/client/dynamic_config", im.Authed([](const http::Request&, const ApiKey&) {
+    return JsonOk({{"refresh_interval_sec", 300}, {"sample_cancel_enabled", false}});
+  }));
+  r.Get("/api/v1/healthz", [](const http::Request&) { return JsonOk({{"status", "ok"}}); });
+  r.Post("/api/v1/telemetry", im.Authed([](const http::Request&, const ApiKey&) {
+    return JsonOk({{"status", "accepted"}});
+  }));
+  r.Get("/api/v1/get_server_capabilities", im.Authed([self](const http::Request&, const ApiKey&) {
+    Json models = Json::array();
+    for (const auto& m : self->scheduler.BaseModels())
+      models.push_back({{"model_name", m.name}, {"max_context_length", m.max_context}, {"trainable", true},
+                        {"sampleable", true}});
+    return JsonOk({{"supported_models", models},
+                   {"supported_loss_fns", {"cross_entropy", "importance_sampling", "ppo", "cispo", "dro"}}});
+  }));
+  r.Post("/api/v1/create_session", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    std::string id = NewId("ses");
+    std::string now = FormatIso8601Utc(SystemClock().Now());
+    Status s = self->db.Transaction([&](Tx& tx) -> Status {
+      return tx
+          .Exec("INSERT INTO api_sessions (id, key_id, tags, user_metadata, sdk_version, created_at, last_heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                {id, key.id, body.value("tags", Json::array()).dump(), body.value("user_metadata", Json::object()).dump(),
+                 body.value("sdk_version", std::string()), now, now})
+          .status();
+    });
+    if (!s.ok()) return Problem(s, req);
+    return JsonOk({{"type", "create_session"}, {"session_id", id}});
+  }));
+  r.Post("/api/v1/session_heartbeat", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    std::string id = body.value("session_id", std::string());
+    int64_t n = 0;
+    Status s = self->db.Transaction([&](Tx& tx) -> Status {
+      OPENRL_ASSIGN_OR_RETURN(n, tx.Exec("UPDATE api_sessions SET last_heartbeat_at = ? WHERE id = ? AND key_id = ?",
+                                         {FormatIso8601Utc(SystemClock().Now()), id, key.id}));
+      return Status::Ok();
+    });
+    if (!s.ok()) return Problem(s, req);
+    if (n == 0) return Problem(NotFound("session '" + id + "' is unknown"), req);
+    return JsonOk({{"type", "session_heartbeat"}});
+  }));
+  r.Post("/api/v1/create_model", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    std::string session = body.value("session_id", std::string());
+    OPENRL_RETURN_RESPONSE_IF_ERROR(self->CheckSession(key, session), req);
+    std::string base = body.value("base_model", std::string());
+    if (base.empty()) return Problem(InvalidArgument("field 'base_model' is missing"), req);
+    Json lc = body.value("lora_config", Json::object());
+    if (lc.is_null()) lc = Json::object();
+    Json oc = body.value("optimizer_config", Json::object());
+    if (oc.is_object() && oc.contains("type") && oc["type"] != "adamw")
+      return Problem(InvalidArgument("optimizer_config.type '" + oc["type"].dump() + "' is not supported (adamw only)"), req);
+    model::LoraConfig cfg = LoraFromRequest(lc, self->options.lora_alpha);
+    uint64_t seed = lc.contains("seed") && lc["seed"].is_number_integer() ? lc["seed"].get<uint64_t>() : 0;
+    // The SDK derives model ids as "<session>:train:<model_seq_id>"; a retried create finds its run.
+    std::string run_id = ModelIdFor(session, body.value("model_seq_id", int64_t{0}));
+    auto run = self->scheduler.CreateRun(run_id, key.id, session, base, cfg,
+                                         cfg.targets.count(model::LinearKind::kLmHead) > 0, seed,
+                                         body.value("user_metadata", Json::object()));
+    if (!run.ok() && run.status().code() == ErrorCode::kAlreadyExists) run = self->OwnedRun(key, run_id);
+    if (!run.ok()) return Problem(run.status(), req);
+    auto fut = self->ImmediateFuture(key, "create_model", {{"model_id", run->id}, {"type", "create_model"}});
+    if (!fut.ok()) return Problem(fut.status(), req);
+    return JsonOk({{"request_id", *fut}, {"model_id", run->id}});
+  }));
+  r.Post("/api/v1/get_info", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, body.value("model_id", std::string())), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string dir, self->scheduler.BaseModelDir(run.base_model), req);
+    return JsonOk({{"type", "get_info"},
+                   {"model_id", run.id},
+                   {"model_data", {{"arch", "transformer"}, {"model_name", run.base_model}, {"tokenizer_id", dir}}},
+                   {"is_lora", true},
+                   {"lora_rank", run.lora.rank},
+                   {"model_name", run.base_model}});
+  }));
+  r.Post("/api/v1/unload_model", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, body.value("model_id", std::string())), req);
+    auto fut = self->ImmediateFuture(key, "unload_model", {{"model_id", run.id}, {"type", "unload_model"}});
+    if (!fut.ok()) return Problem(fut.status(), req);
+    return JsonOk({{"request_id", *fut}, {"model_id", run.id}});
+  }));
+  r.Post("/api/v1/weights_info", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    std::string path = body.value("tinker_path", std::string());
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo c, self->scheduler.Checkpoint(path), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, c.run_id), req);
+    return JsonOk({{"base_model", run.base_model}, {"is_lora", true}, {"lora_rank", run.lora.rank}});
+  }));
+  r.Get("/api/v1/training_runs", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    int64_t limit = std::stoll(req.Query("limit").value_or("20"));
+    int64_t offset = std::stoll(req.Query("offset").value_or("0"));
+    auto runs = self->scheduler.Runs(key.id);
+    Json list = Json::array();
+    for (int64_t i = offset; i < static_cast<int64_t>(runs.size()) && i < offset + limit; ++i)
+      list.push_back(RunJson(self->scheduler, runs[static_cast<size_t>(i)]));
+    return JsonOk({{"training_runs", list},
+                   {"cursor", {{"offset", offset}, {"limit", limit}, {"total_count", runs.size()}}}});
+  }));
+  r.Get("/api/v1/training_runs/{id}", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, req.PathParam("id")), req);
+    return JsonOk(RunJson(self->scheduler, run));
+  }));
+  auto list_checkpoints = im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, req.PathParam("id")), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(auto ckpts, self->scheduler.Checkpoints(run.id), req);
+    Json list = Json::array();
+    for (const auto& c : ckpts) list.push_back(CheckpointJson(c));
+    return JsonOk({{"checkpoints", list}});
+  });
+  r.Get("/api/v1/training_runs/{id}/checkpoints", list_checkpoints);
+  r.Get("/api/v1/models/{id}/checkpoints", list_checkpoints);
+  r.Delete("/api/v1/training_runs/{id}/checkpoints/{kind}/{name}",
+           im.Authed([self](const http::Request& req, const ApiKey& key) {
+             OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, req.PathParam("id")), req);
+             std::string path = "tinker://" + run.id + "/" + req.PathParam("kind") + "/" + req.PathParam("name");
+             OPENRL_RETURN_RESPONSE_IF_ERROR(self->scheduler.DeleteCheckpoint(path), req);
+             return http::Response::Text(204, "");
+           }));
+  r.AddAsync("POST", "/api/v1/retrieve_future", [self](const http::Request& req, http::Responder respond) {
+    Result<ApiKey> key = self->Authenticate(req);
+    if (!key.ok()) return respond(Problem(key.status(), req));
+    Result<Json> body = req.JsonBody();
+    if (!body.ok()) return respond(Problem(body.status(), req));
+    std::string id = body->value("request_id", std::string());
+    std::string key_id = key->id;
+    std::string path = req.path;
+    auto deadline = std::chrono::steady_clock::now() + self->options.poll_wait;
+    self->futures.Await(id, deadline, [respond, key_id, path, id](Result<engine::FutureRecord> rec) {
+      if (!rec.ok() || rec->key_id != key_id) {
+        return respond(http::ProblemFromStatus(NotFound("future " + id + " is unknown or has expired"), path));
+      }
+      if (rec->state == "pending") return respond(http::Response::JsonBody(408, {{"queue_state", "active"}}));
+      if (rec->state == "failed")
+        return respond(JsonOk({{"error", rec->error}, {"category", rec->error_category}}));
+      if (rec->result_format == "proto") {
+        return respond(http::Response::Text(200, rec->result, "application/x-protobuf"));
+      }
+      return respond(http::Response::Text(200, rec->result, "application/json"));
+    });
+  });
+  im.InstallTraining(r, self);
+}
+
+}  // namespace openrl::api

@@ -1,0 +1,68 @@
+// Shared by tinker_api.cc (service, sessions, models, runs, checkpoints, futures) and
+// tinker_api_train.cc (forward_backward, optim_step, weights, sampling).
+#pragma once
+
+#include "openrl/api/tinker_api.h"
+#include "openrl/http/problem.h"
+
+// In handlers returning http::Response: `decl = value of expr`, or return its problem response.
+#define OPENRL_API_CONCAT_(a, b) a##b
+#define OPENRL_API_CONCAT(a, b) OPENRL_API_CONCAT_(a, b)
+#define OPENRL_ASSIGN_OR_RETURN_RESPONSE(decl, expr, req)                                                   \
+  auto OPENRL_API_CONCAT(api_result_, __LINE__) = (expr);                                                  \
+  if (!OPENRL_API_CONCAT(api_result_, __LINE__).ok())                                                      \
+    return ::openrl::api::Problem(OPENRL_API_CONCAT(api_result_, __LINE__).status(), req);                 \
+  decl = std::move(OPENRL_API_CONCAT(api_result_, __LINE__)).value()
+#define OPENRL_RETURN_RESPONSE_IF_ERROR(expr, req)                      \
+  do {                                                                  \
+    ::openrl::Status api_status_ = (expr);                              \
+    if (!api_status_.ok()) return ::openrl::api::Problem(api_status_, req); \
+  } while (0)
+
+namespace openrl::api {
+
+http::Response Problem(const Status& s, const http::Request& req);
+
+using AuthedHandler = std::function<http::Response(const http::Request&, const ApiKey&)>;
+
+struct TinkerApi::Impl {
+  Impl(store::MetadataStore& db, engine::Scheduler& scheduler, engine::FutureStore& futures, KeyStore& keys,
+       TinkerApiOptions options)
+      : db(db), scheduler(scheduler), futures(futures), keys(keys), options(options) {}
+
+  store::MetadataStore& db;
+  engine::Scheduler& scheduler;
+  engine::FutureStore& futures;
+  KeyStore& keys;
+  TinkerApiOptions options;
+
+  // Authenticates, then runs `h`; a Status error or an exception becomes a problem response.
+  http::Handler Authed(AuthedHandler h);
+  Result<ApiKey> Authenticate(const http::Request& req);
+
+  // The run if it exists and belongs to `key` (NOT_FOUND otherwise, never revealing others' runs).
+  Result<engine::RunInfo> OwnedRun(const ApiKey& key, const std::string& model_id);
+  Status CheckSession(const ApiKey& key, const std::string& session_id);
+
+  // Creates the durable future and queues `work` for the run; returns {"request_id", "model_id"}.
+  // `encode` turns the engine's output into the stored result (bytes, "json"|"proto").
+  using Encoder = std::function<std::pair<std::string, std::string>(engine::Output&)>;
+  http::Response SubmitRunWork(const http::Request& req, const ApiKey& key, const std::string& kind,
+                               const std::string& run_id, int64_t seq_id, engine::Work work, Encoder encode);
+  // A future finished at once (create_model, unload_model): {"request_id", "model_id"?}.
+  Result<std::string> ImmediateFuture(const ApiKey& key, const std::string& kind, const Json& result);
+  engine::Done Completion(const std::string& future_id, const std::string& key_id, Encoder encode);
+
+  // tinker_api_train.cc
+  void InstallTraining(http::Router& r, const std::shared_ptr<Impl>& self);
+};
+
+http::Response JsonOk(const Json& j);
+http::Response Problem(const Status& s, const http::Request& req);
+std::string RequestHash(const http::Request& req);
+// The id of a session's training client number `model_seq_id`, as the SDK derives it.
+std::string ModelIdFor(const std::string& session_id, int64_t model_seq_id);
+// The error category the SDK shows: "user" for bad requests, "server" otherwise.
+std::string ErrorCategory(const Status& s);
+
+}  // namespace openrl::api

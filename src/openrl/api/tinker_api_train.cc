@@ -1,0 +1,324 @@
+// Training and sampling routes: forward_backward (protobuf or JSON), forward (JSON, older SDKs),
+// optim_step, save_weights, save_weights_for_sampler, load_weights, sampling sessions, asample.
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "openrl/api/tinker_api_internal.h"
+#include "openrl/api/tinker_wire.h"
+#include "openrl/core/ids.h"
+
+namespace openrl::api {
+namespace {
+
+// What can be checked before the work is queued: token ids, lengths, loss inputs (by running the
+// loss once on zeros, which checks every shape, dtype and value).
+Status CheckForwardBackward(const engine::ForwardBackwardWork& work, const engine::BaseModelInfo& base) {
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < work.data.size(); ++i) {
+    const engine::TrainDatum& d = work.data[i];
+    std::string where = "data[" + std::to_string(i) + "]";
+    if (static_cast<int64_t>(d.tokens.size()) > base.max_context)
+      return InvalidArgument(where + ": " + std::to_string(d.tokens.size()) + " tokens exceed the model's context of " +
+                             std::to_string(base.max_context));
+    for (size_t t = 0; t < d.tokens.size(); ++t) {
+      if (d.tokens[t] < 0 || d.tokens[t] >= base.vocab_size)
+        return InvalidArgument(where + ".model_input token " + std::to_string(t) + " is " + std::to_string(d.tokens[t]) +
+                               ", outside the vocabulary [0, " + std::to_string(base.vocab_size) + ")");
+    }
+    const at::Tensor& targets = d.loss_inputs.at("target_tokens");
+    if (targets.numel() > 0 && (targets.min().item<int64_t>() < 0 || targets.max().item<int64_t>() >= base.vocab_size))
+      return InvalidArgument(where + ".loss_fn_inputs.target_tokens holds ids outside the vocabulary [0, " +
+                             std::to_string(base.vocab_size) + ")");
+    std::map<std::string, at::Tensor> inputs = d.loss_inputs;
+    inputs.erase("target_tokens");
+    at::Tensor zeros = at::zeros({static_cast<int64_t>(d.tokens.size())}, at::kFloat);
+    OPENRL_RETURN_IF_ERROR(engine::ComputeDatumLoss(work.loss, zeros, inputs, static_cast<int64_t>(i)).status());
+  }
+  return Status::Ok();
+}
+
+int64_t Tokens(const engine::ForwardBackwardWork& work) {
+  int64_t n = 0;
+  for (const auto& d : work.data) n += static_cast<int64_t>(d.tokens.size());
+  return n;
+}
+
+Result<int64_t> SeqId(const Json& body) {
+  if (!body.contains("seq_id") || body["seq_id"].is_null()) return int64_t{0};
+  if (!body["seq_id"].is_number_integer()) return InvalidArgument("field 'seq_id' must be an integer");
+  return body["seq_id"].get<int64_t>();
+}
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 128 || s == "." || s == "..") return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+  return true;
+}
+
+Result<engine::SamplingParams> ParseSamplingParams(const Json& p, const engine::BaseModelInfo& base) {
+  engine::SamplingParams out;
+  if (!p.is_object()) return InvalidArgument("field 'sampling_params' must be an object");
+  if (p.contains("max_tokens") && !p["max_tokens"].is_null()) {
+    if (!p["max_tokens"].is_number_integer()) return InvalidArgument("sampling_params.max_tokens must be an integer");
+    out.max_tokens = p["max_tokens"].get<int64_t>();
+  }
+  if (p.contains("seed") && p["seed"].is_number_integer()) out.seed = p["seed"].get<uint64_t>();
+  if (p.contains("temperature") && p["temperature"].is_number()) out.temperature = p["temperature"].get<double>();
+  if (p.contains("top_p") && p["top_p"].is_number()) out.top_p = p["top_p"].get<double>();
+  if (p.contains("top_k") && p["top_k"].is_number_integer()) {
+    int64_t k = p["top_k"].get<int64_t>();
+    out.top_k = k < 0 ? 0 : k;
+  }
+  const Json stop = p.contains("stop") ? p["stop"] : Json();
+  if (stop.is_null()) {
+    out.stop_token_ids = base.eos_ids;
+  } else if (stop.is_string()) {
+    out.stop_strings.push_back(stop.get<std::string>());
+  } else if (stop.is_array()) {
+    for (const Json& s : stop) {
+      if (s.is_string()) {
+        out.stop_strings.push_back(s.get<std::string>());
+      } else if (s.is_number_integer()) {
+        out.stop_token_ids.push_back(s.get<int64_t>());
+      } else {
+        return InvalidArgument("sampling_params.stop must be a string, a list of strings or a list of token ids");
+      }
+    }
+  } else {
+    return InvalidArgument("sampling_params.stop must be a string, a list of strings or a list of token ids");
+  }
+  return out;
+}
+
+}  // namespace
+
+void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Impl>& self) {
+  r.Post("/api/v1/forward_backward", self->Authed([self](const http::Request& req, const ApiKey& key) {
+      ForwardBackwardCall call;
+      Status decoded = Status::Ok();
+      std::string ct(req.headers.GetOr("Content-Type", ""));
+      if (ct.find("protobuf") != std::string::npos) {
+        decoded = DecodeForwardBackwardProto(req.body, call);
+      } else {
+        Result<Json> body = req.JsonBody();
+        decoded = body.ok() ? DecodeForwardBackwardJson(*body, call) : body.status();
+      }
+      if (call.model_id.empty()) return Problem(decoded.ok() ? InvalidArgument("model_id is missing") : decoded, req);
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, call.model_id), req);
+      auto refuse = [&](const Status& s) {
+        self->scheduler.Skip(run.id, call.seq_id);
+        return Problem(s, req);
+      };
+      if (!decoded.ok()) return refuse(decoded);
+      Result<engine::BaseModelInfo> base = self->scheduler.BaseModel(run.base_model);
+      if (!base.ok()) return refuse(base.status());
+      Status checked = CheckForwardBackward(call.work, *base);
+      if (!checked.ok()) return refuse(checked);
+      Status charged = self->keys.ChargeTokens(key, Tokens(call.work));
+      if (!charged.ok()) return refuse(charged);
+      std::string kind = call.work.forward_only ? "forward" : "forward_backward";
+      return self->SubmitRunWork(req, key, kind, run.id, call.seq_id, std::move(call.work),
+                                 [](engine::Output& out) -> std::pair<std::string, std::string> {
+                                   // Protobuf, the only form SDKs from 0.25 on decode.
+                                   return {EncodeForwardBackwardProto(std::get<engine::ForwardBackwardOutput>(out)),
+                                           "proto"};
+                                 });
+  }));
+
+  r.Post("/api/v1/optim_step", self->Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, body.value("model_id", std::string())), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t seq, SeqId(body), req);
+    Json p = body.contains("adam_params") ? body["adam_params"]
+             : body.contains("optim_params") ? body["optim_params"]
+                                             : body.value("optimizer_params", Json());
+    engine::OptimStepWork work;
+    Status s = Status::Ok();
+    if (!p.is_object()) {
+      s = InvalidArgument("field 'adam_params' is missing");
+    } else if (p.contains("type") && p["type"] != "adam" && p["type"] != "adamw") {
+      s = InvalidArgument("optimizer '" + p["type"].dump() + "' is not supported (AdamParams only)");
+    } else {
+      work.adam.lr = p.value("learning_rate", 1e-4);
+      work.adam.beta1 = p.value("beta1", 0.9);
+      work.adam.beta2 = p.value("beta2", 0.95);
+      work.adam.eps = p.value("eps", 1e-12);
+      work.adam.weight_decay = p.value("weight_decay", 0.0);
+      work.adam.grad_clip_norm = p.value("grad_clip_norm", 0.0);
+      s = work.adam.Validate();
+    }
+    if (!s.ok()) {
+      self->scheduler.Skip(run.id, seq);
+      return Problem(s, req);
+    }
+    return self->SubmitRunWork(req, key, "optim_step", run.id, seq, work, [](engine::Output& out) {
+      auto& o = std::get<engine::OptimStepOutput>(out);
+      Json metrics = Json::object();
+      for (auto& [k, v] : o.metrics) metrics[k] = v;
+      return std::pair<std::string, std::string>{Json{{"metrics", metrics}, {"type", "optim_step"}}.dump(), "json"};
+    });
+  }));
+
+  auto save = [self](bool sampler) {
+    return self->Authed([self, sampler](const http::Request& req, const ApiKey& key) {
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, body.value("model_id", std::string())), req);
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t seq, SeqId(body), req);
+      engine::SaveWork work;
+      work.kind = sampler ? engine::CheckpointKind::kSampler : engine::CheckpointKind::kTraining;
+      work.name = body.contains("path") && body["path"].is_string() ? body["path"].get<std::string>() : "";
+      if (body.contains("ttl_seconds") && body["ttl_seconds"].is_number_integer())
+        work.ttl_seconds = body["ttl_seconds"].get<int64_t>();
+      if (body.contains("user_metadata") && body["user_metadata"].is_object()) work.user_metadata = body["user_metadata"];
+      Status s = Status::Ok();
+      if (!work.name.empty() && !ValidName(work.name)) {
+        s = InvalidArgument("checkpoint name '" + work.name + "' must be 1-128 letters, digits, '-', '_' or '.'");
+      } else if (!sampler && work.name.empty()) {
+        work.name = NewId("state");
+      } else if (!sampler && !body.value("overwrite", false)) {
+        if (self->scheduler.Checkpoint("tinker://" + run.id + "/weights/" + work.name).ok())
+          s = InvalidArgument("checkpoint '" + work.name + "' of model " + run.id +
+                              " already exists; pass overwrite=True or choose another name");
+      }
+      if (!s.ok()) {
+        self->scheduler.Skip(run.id, seq);
+        return Problem(s, req);
+      }
+      std::string type = sampler ? "save_weights_for_sampler" : "save_weights";
+      return self->SubmitRunWork(req, key, type, run.id, seq, work, [type](engine::Output& out) {
+        auto& o = std::get<engine::SaveOutput>(out);
+        Json j = {{"type", type}};
+        j["path"] = o.path.empty() ? Json() : Json(o.path);
+        if (!o.sampling_session_id.empty()) j["sampling_session_id"] = o.sampling_session_id;
+        return std::pair<std::string, std::string>{j.dump(), "json"};
+      });
+    });
+  };
+  r.Post("/api/v1/save_weights", save(false));
+  r.Post("/api/v1/save_weights_for_sampler", save(true));
+
+  r.Post("/api/v1/load_weights", self->Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    if (!body.value("model_id", Json()).is_string()) {
+      // create_training_client_from_state*: a new run, configured like the checkpoint's, then loaded.
+      OPENRL_RETURN_RESPONSE_IF_ERROR(self->CheckSession(key, body.value("session_id", std::string())), req);
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo src, self->scheduler.Checkpoint(body.value("path", std::string())), req);
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo from, self->OwnedRun(key, src.run_id), req);
+      std::string base = body.value("base_model", Json()).is_string() ? body["base_model"].get<std::string>() : from.base_model;
+      std::string run_id = ModelIdFor(body.value("session_id", std::string()), body.value("model_seq_id", int64_t{0}));
+      auto created = self->scheduler.CreateRun(run_id, key.id, body.value("session_id", std::string()), base, from.lora,
+                                               from.train_unembed, 0, body.value("user_metadata", from.user_metadata));
+      if (!created.ok() && created.status().code() != ErrorCode::kAlreadyExists) return Problem(created.status(), req);
+      body["model_id"] = run_id;
+    }
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, body.value("model_id", std::string())), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t seq, SeqId(body), req);
+    engine::LoadWork work;
+    work.path = body.value("path", std::string());
+    work.with_optimizer = body.value("optimizer", false);
+    Status s = Status::Ok();
+    Result<engine::CheckpointInfo> ckpt = self->scheduler.Checkpoint(work.path);
+    if (!ckpt.ok()) {
+      s = ckpt.status().code() == ErrorCode::kNotFound ? InvalidArgument(ckpt.status().message()) : ckpt.status();
+    } else if (!self->OwnedRun(key, ckpt->run_id).ok()) {
+      s = InvalidArgument("checkpoint " + work.path + " does not exist (or has expired)");
+    }
+    if (!s.ok()) {
+      self->scheduler.Skip(run.id, seq);
+      return Problem(s, req);
+    }
+    std::string model_id = run.id;
+    return self->SubmitRunWork(req, key, "load_weights", run.id, seq, work, [model_id](engine::Output& out) {
+      auto& o = std::get<engine::LoadOutput>(out);
+      return std::pair<std::string, std::string>{
+          Json{{"path", o.path}, {"model_id", model_id}, {"type", "load_weights"}}.dump(), "json"};
+    });
+  }));
+
+  auto session_for = [self](const ApiKey& key, const Json& body) -> Result<engine::SamplingSessionInfo> {
+    std::string model_path = body.value("model_path", Json()).is_string() ? body["model_path"].get<std::string>() : "";
+    std::string base = body.value("base_model", Json()).is_string() ? body["base_model"].get<std::string>() : "";
+    if (!model_path.empty()) {
+      OPENRL_ASSIGN_OR_RETURN(engine::TinkerPath p, engine::ParseTinkerPath(model_path));
+      OPENRL_RETURN_IF_ERROR(self->OwnedRun(key, p.run_id).status());
+    }
+    return self->scheduler.CreateSamplingSession(body.value("session_id", std::string()), base, model_path);
+  };
+  r.Post("/api/v1/create_sampling_session", self->Authed([self, session_for](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    OPENRL_RETURN_RESPONSE_IF_ERROR(self->CheckSession(key, body.value("session_id", std::string())), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::SamplingSessionInfo s, session_for(key, body), req);
+    return JsonOk({{"type", "create_sampling_session"}, {"sampling_session_id", s.id}});
+  }));
+  r.Get("/api/v1/samplers/{id}", self->Authed([self](const http::Request& req, const ApiKey&) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::SamplingSessionInfo s, self->scheduler.SamplingSession(req.PathParam("id")), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string dir, self->scheduler.BaseModelDir(s.base_model), req);
+    // base_model is the local model directory, so SamplingClient.get_tokenizer() loads it offline.
+    Json j = {{"sampler_id", s.id}, {"base_model", dir}};
+    j["model_path"] = s.model_path ? Json(*s.model_path) : Json();
+    return JsonOk(j);
+  }));
+
+  r.Post("/api/v1/asample", self->Authed([self, session_for](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    std::string session_id = body.value("sampling_session_id", Json()).is_string()
+                                 ? body["sampling_session_id"].get<std::string>()
+                                 : "";
+    engine::SamplingSessionInfo session;
+    if (session_id.empty()) {
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(session, session_for(key, body), req);
+    } else {
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(session, self->scheduler.SamplingSession(session_id), req);
+    }
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::BaseModelInfo base, self->scheduler.BaseModel(session.base_model), req);
+    engine::SampleWork work;
+    work.sampling_session_id = session.id;
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.prompt, DecodeModelInput(body.value("prompt", Json()), "prompt"), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.params, ParseSamplingParams(body.value("sampling_params", Json::object()), base), req);
+    work.num_samples = body.value("num_samples", int64_t{1});
+    work.params.prompt_logprobs = body.value("prompt_logprobs", Json()).is_boolean() && body["prompt_logprobs"].get<bool>();
+    work.params.prompt_top_logprobs = body.value("topk_prompt_logprobs", int64_t{0});
+    work.params.top_logprobs = body.value("topk_sample_logprobs", int64_t{0});
+    if (work.params.prompt_top_logprobs > 0) work.params.prompt_logprobs = true;
+    if (work.num_samples < 1 || work.num_samples > 1024)
+      return Problem(InvalidArgument("num_samples must be in 1..1024, got " + std::to_string(work.num_samples)), req);
+    if (work.prompt.empty()) return Problem(InvalidArgument("prompt is empty"), req);
+    for (size_t t = 0; t < work.prompt.size(); ++t)
+      if (work.prompt[t] < 0 || work.prompt[t] >= base.vocab_size)
+        return Problem(InvalidArgument("prompt token " + std::to_string(t) + " is " + std::to_string(work.prompt[t]) +
+                                       ", outside the vocabulary [0, " + std::to_string(base.vocab_size) + ")"),
+                       req);
+    if (static_cast<int64_t>(work.prompt.size()) + work.params.max_tokens > base.max_context)
+      return Problem(InvalidArgument("prompt (" + std::to_string(work.prompt.size()) + " tokens) plus max_tokens (" +
+                                     std::to_string(work.params.max_tokens) + ") exceed the model's context of " +
+                                     std::to_string(base.max_context)),
+                     req);
+    OPENRL_RETURN_RESPONSE_IF_ERROR(work.params.Validate(base.vocab_size), req);
+    OPENRL_RETURN_RESPONSE_IF_ERROR(
+        self->keys.ChargeTokens(key, static_cast<int64_t>(work.prompt.size()) + work.num_samples * work.params.max_tokens),
+        req);
+    OPENRL_RETURN_RESPONSE_IF_ERROR(self->keys.AcquireSlot(key), req);
+    auto fut = self->futures.Create("sample", key.id, std::nullopt, std::nullopt, RequestHash(req));
+    if (!fut.ok()) {
+      self->keys.ReleaseSlot(key.id);
+      return Problem(fut.status(), req);
+    }
+    int64_t n = work.num_samples;
+    Status s = self->scheduler.SubmitSample(
+        std::move(work), self->Completion(fut->id, key.id, [](engine::Output& out) {
+          // Results are protobuf, the only form SDKs from 0.25 on decode.
+          return std::pair<std::string, std::string>{EncodeSampleProto(std::get<engine::SampleOutput>(out)), "proto"};
+        }));
+    if (!s.ok()) {
+      self->keys.ReleaseSlot(key.id);
+      (void)self->futures.Fail(fut->id, s.message(), ErrorCategory(s));
+      return Problem(s, req);
+    }
+    Json ids = Json::array();
+    for (int64_t i = 0; i < n; ++i) ids.push_back(fut->id + "-" + std::to_string(i));
+    return JsonOk({{"request_id", fut->id}, {"sample_sequence_ids", ids}});
+  }));
+}
+
+}  // namespace openrl::api

@@ -1,0 +1,356 @@
+#include "openrl/api/tinker_wire.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "tinker_public.pb.h"
+
+namespace openrl::api {
+namespace {
+
+namespace pb = tinker_public;
+
+std::string Field(const std::string& datum, const std::string& name) {
+  return datum + ".loss_fn_inputs." + name;
+}
+
+template <typename T>
+Result<std::vector<T>> Unpack(const std::string& bytes, const std::string& where) {
+  if (bytes.size() % sizeof(T) != 0)
+    return InvalidArgument(where + ": " + std::to_string(bytes.size()) + " bytes is not a whole number of " +
+                           std::to_string(sizeof(T)) + "-byte values");
+  std::vector<T> v(bytes.size() / sizeof(T));
+  if (!v.empty()) std::memcpy(v.data(), bytes.data(), bytes.size());
+  return v;
+}
+
+// A dense (T,) tensor from a proto Tensor: int64/int32 → int64, float32/bf16 → float32.
+Result<at::Tensor> TensorFromProto(const pb::Tensor& t, const std::string& where) {
+  int64_t numel = 1;
+  std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
+  for (int64_t d : shape) {
+    if (d < 0) return InvalidArgument(where + ": negative dimension in shape");
+    numel *= d;
+  }
+  at::ScalarType type;
+  size_t item = 0;
+  switch (t.dtype()) {
+    case pb::DTYPE_FLOAT32: type = at::kFloat; item = 4; break;
+    case pb::DTYPE_INT64: type = at::kLong; item = 8; break;
+    case pb::DTYPE_INT32: type = at::kInt; item = 4; break;
+    case pb::DTYPE_BFLOAT16: type = at::kBFloat16; item = 2; break;
+    default: return InvalidArgument(where + ": unsupported dtype " + std::to_string(t.dtype()));
+  }
+  at::Tensor out;
+  if (t.has_sparse_csr()) {
+    if (shape.size() != 2) return InvalidArgument(where + ": a sparse CSR tensor must be 2-D");
+    const auto& csr = t.sparse_csr();
+    OPENRL_ASSIGN_OR_RETURN(auto crow, Unpack<int64_t>(csr.crow_indices(), where + ".crow_indices"));
+    OPENRL_ASSIGN_OR_RETURN(auto col, Unpack<int64_t>(csr.col_indices(), where + ".col_indices"));
+    if (static_cast<int64_t>(crow.size()) != shape[0] + 1 || csr.values().size() != col.size() * item ||
+        (!crow.empty() && (crow.front() != 0 || crow.back() != static_cast<int64_t>(col.size()))))
+      return InvalidArgument(where + ": sparse CSR indices do not match the shape and values");
+    at::Tensor values = at::empty({static_cast<int64_t>(col.size())}, at::TensorOptions().dtype(type));
+    if (!col.empty()) std::memcpy(values.data_ptr(), csr.values().data(), csr.values().size());
+    out = at::zeros(shape, at::TensorOptions().dtype(type));
+    for (int64_t r = 0; r < shape[0]; ++r) {
+      if (crow[r] > crow[r + 1]) return InvalidArgument(where + ": crow_indices decrease");
+      for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
+        if (col[k] < 0 || col[k] >= shape[1]) return InvalidArgument(where + ": column index out of range");
+        out[r][col[k]] = values[k];
+      }
+    }
+  } else {
+    if (t.dense().size() != static_cast<size_t>(numel) * item)
+      return InvalidArgument(where + ": " + std::to_string(t.dense().size()) + " bytes do not hold shape [" +
+                             [&] {
+                               std::string s;
+                               for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+                               return s;
+                             }() +
+                             "]");
+    out = at::empty(shape, at::TensorOptions().dtype(type));
+    if (numel) std::memcpy(out.data_ptr(), t.dense().data(), t.dense().size());
+  }
+  if (type == at::kInt) out = out.to(at::kLong);
+  if (type == at::kBFloat16) out = out.to(at::kFloat);
+  return out;
+}
+
+// Tinker's loss inputs are per-token; a 2-D tensor is accepted only when it has one column.
+Result<at::Tensor> PerToken(at::Tensor t, const std::string& where) {
+  if (t.dim() == 2 && t.size(1) == 1) t = t.reshape({t.size(0)});
+  if (t.dim() != 1) return InvalidArgument(where + " must be a 1-D tensor with one value per input token");
+  return t;
+}
+
+Status CheckDatum(const engine::TrainDatum& d, const std::string& where) {
+  auto it = d.loss_inputs.find("target_tokens");
+  if (it == d.loss_inputs.end()) return InvalidArgument(where + ".loss_fn_inputs.target_tokens is missing");
+  if (it->second.scalar_type() != at::kLong)
+    return InvalidArgument(where + ".loss_fn_inputs.target_tokens must hold integers (int64)");
+  if (it->second.size(0) != static_cast<int64_t>(d.tokens.size()))
+    return InvalidArgument(where + ".loss_fn_inputs.target_tokens has " + std::to_string(it->second.size(0)) +
+                           " entries, expected one per input token (" + std::to_string(d.tokens.size()) + ")");
+  if (d.tokens.empty()) return InvalidArgument(where + ".model_input is empty");
+  return Status::Ok();
+}
+
+Result<std::map<std::string, double>> NumberConfig(const std::map<std::string, double>& numbers,
+                                                   const std::map<std::string, std::string>& texts) {
+  if (!texts.empty())
+    return InvalidArgument("loss_fn_config." + texts.begin()->first + ": text values are not supported by the "
+                           "built-in losses");
+  return numbers;
+}
+
+Result<engine::ForwardBackwardWork> MakeWork(std::string loss_fn, std::map<std::string, double> config,
+                                             std::vector<engine::TrainDatum> data, bool forward_only) {
+  engine::ForwardBackwardWork work;
+  OPENRL_ASSIGN_OR_RETURN(work.loss, engine::LossSpec::Make(std::move(loss_fn), config));
+  if (data.empty()) return InvalidArgument("forward_backward: data is empty");
+  work.data = std::move(data);
+  work.forward_only = forward_only;
+  return work;
+}
+
+}  // namespace
+
+Status DecodeForwardBackwardProto(const std::string& body, ForwardBackwardCall& call) {
+  pb::ForwardBackwardRequest req;
+  if (!req.ParseFromString(body))
+    return InvalidArgument("request body is not a valid protobuf tinker_public.ForwardBackwardRequest");
+  call.model_id = req.model_id();
+  call.seq_id = req.seq_id();
+  if (call.model_id.empty()) return InvalidArgument("forward_backward: model_id is missing");
+  std::vector<engine::TrainDatum> data;
+  for (int i = 0; i < req.data_size(); ++i) {
+    const pb::Datum& d = req.data(i);
+    std::string where = "data[" + std::to_string(i) + "]";
+    engine::TrainDatum td;
+    for (int c = 0; c < d.model_input_size(); ++c) {
+      const pb::Chunk& chunk = d.model_input(c);
+      if (!chunk.has_encoded_text())
+        return InvalidArgument(where + ".model_input[" + std::to_string(c) +
+                               "]: only encoded_text chunks are supported (this server serves text models)");
+      OPENRL_ASSIGN_OR_RETURN(auto toks, Unpack<int32_t>(chunk.encoded_text().tokens(),
+                                                         where + ".model_input[" + std::to_string(c) + "].tokens"));
+      td.tokens.insert(td.tokens.end(), toks.begin(), toks.end());
+    }
+    for (const auto& [name, tensor] : d.loss_fn_inputs()) {
+      OPENRL_ASSIGN_OR_RETURN(at::Tensor t, TensorFromProto(tensor, Field(where, name)));
+      OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
+      td.loss_inputs[name] = t;
+    }
+    OPENRL_RETURN_IF_ERROR(CheckDatum(td, where));
+    data.push_back(std::move(td));
+  }
+  std::map<std::string, double> numbers;
+  std::map<std::string, std::string> texts;
+  if (req.loss_fn_config_v2_size() > 0) {
+    for (const auto& [k, v] : req.loss_fn_config_v2()) {
+      if (v.has_text()) {
+        texts[k] = v.text();
+      } else {
+        numbers[k] = v.number();
+      }
+    }
+  } else {
+    for (const auto& [k, v] : req.loss_fn_config()) numbers[k] = v;
+  }
+  OPENRL_ASSIGN_OR_RETURN(auto config, NumberConfig(numbers, texts));
+  OPENRL_ASSIGN_OR_RETURN(call.work, MakeWork(req.loss_fn(), config, std::move(data), req.forward_only()));
+  return Status::Ok();
+}
+
+Result<std::vector<int32_t>> DecodeModelInput(const Json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("chunks") || !j["chunks"].is_array())
+    return InvalidArgument(where + " must be an object with a 'chunks' list");
+  std::vector<int32_t> out;
+  size_t c = 0;
+  for (const Json& chunk : j["chunks"]) {
+    std::string w = where + ".chunks[" + std::to_string(c++) + "]";
+    std::string type = chunk.is_object() && chunk.contains("type") && chunk["type"].is_string()
+                           ? chunk["type"].get<std::string>()
+                           : "encoded_text";
+    if (type != "encoded_text") return InvalidArgument(w + ": chunk type '" + type + "' is not supported (text only)");
+    if (!chunk.contains("tokens") || !chunk["tokens"].is_array()) return InvalidArgument(w + ".tokens must be a list");
+    for (const Json& t : chunk["tokens"]) {
+      if (!t.is_number_integer()) return InvalidArgument(w + ".tokens must hold integers");
+      int64_t v = t.get<int64_t>();
+      if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+        return InvalidArgument(w + ".tokens: " + std::to_string(v) + " is out of range");
+      out.push_back(static_cast<int32_t>(v));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+Result<at::Tensor> TensorFromJson(const Json& j, const std::string& where) {
+  if (j.is_array()) {
+    std::vector<double> v;
+    for (const Json& x : j) {
+      if (!x.is_number()) return InvalidArgument(where + " must hold numbers");
+      v.push_back(x.get<double>());
+    }
+    return at::tensor(v, at::kDouble).to(at::kFloat);
+  }
+  if (!j.is_object() || !j.contains("data") || !j["data"].is_array())
+    return InvalidArgument(where + " must be a TensorData object {data, dtype, shape}");
+  std::string dtype = j.contains("dtype") && j["dtype"].is_string() ? j["dtype"].get<std::string>() : "float32";
+  std::vector<double> v;
+  for (const Json& x : j["data"]) {
+    if (!x.is_number()) return InvalidArgument(where + ".data must hold numbers");
+    v.push_back(x.get<double>());
+  }
+  if (j.contains("sparse_crow_indices") && !j["sparse_crow_indices"].is_null())
+    return InvalidArgument(where + ": sparse TensorData over JSON is not supported; use the protobuf request");
+  at::Tensor t = at::tensor(v, at::kDouble);
+  if (dtype == "int64") {
+    t = t.to(at::kLong);
+  } else if (dtype == "float32") {
+    t = t.to(at::kFloat);
+  } else {
+    return InvalidArgument(where + ".dtype '" + dtype + "' is not float32 or int64");
+  }
+  if (j.contains("shape") && j["shape"].is_array()) {
+    std::vector<int64_t> shape;
+    for (const Json& d : j["shape"]) shape.push_back(d.get<int64_t>());
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    if (n != t.numel()) return InvalidArgument(where + ": data does not fill its shape");
+    t = t.reshape(shape);
+  }
+  return t;
+}
+
+}  // namespace
+
+Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call) {
+  if (!body.is_object()) return InvalidArgument("request body must be a JSON object");
+  if (!body.contains("model_id") || !body["model_id"].is_string())
+    return InvalidArgument("field 'model_id' is missing or not a string");
+  call.model_id = body["model_id"].get<std::string>();
+  if (body.contains("seq_id") && body["seq_id"].is_number_integer()) call.seq_id = body["seq_id"].get<int64_t>();
+  const char* key = "forward_backward_input";
+  if (!body.contains(key) || !body[key].is_object()) return InvalidArgument(std::string("field '") + key + "' is missing");
+  const Json& in = body[key];
+  if (!in.contains("loss_fn") || !in["loss_fn"].is_string()) return InvalidArgument(std::string(key) + ".loss_fn is missing");
+  std::map<std::string, double> numbers;
+  std::map<std::string, std::string> texts;
+  if (in.contains("loss_fn_config") && in["loss_fn_config"].is_object()) {
+    for (auto& [k, v] : in["loss_fn_config"].items()) {
+      if (v.is_number()) {
+        numbers[k] = v.get<double>();
+      } else {
+        texts[k] = v.dump();
+      }
+    }
+  }
+  if (!in.contains("data") || !in["data"].is_array()) return InvalidArgument(std::string(key) + ".data must be a list");
+  std::vector<engine::TrainDatum> data;
+  size_t i = 0;
+  for (const Json& d : in["data"]) {
+    std::string where = "data[" + std::to_string(i++) + "]";
+    engine::TrainDatum td;
+    OPENRL_ASSIGN_OR_RETURN(td.tokens, DecodeModelInput(d.contains("model_input") ? d["model_input"] : Json(), where + ".model_input"));
+    if (!d.contains("loss_fn_inputs") || !d["loss_fn_inputs"].is_object())
+      return InvalidArgument(where + ".loss_fn_inputs must be an object");
+    for (auto& [name, v] : d["loss_fn_inputs"].items()) {
+      OPENRL_ASSIGN_OR_RETURN(at::Tensor t, TensorFromJson(v, Field(where, name)));
+      OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
+      if (name == "target_tokens") t = t.to(at::kLong);
+      td.loss_inputs[name] = t;
+    }
+    OPENRL_RETURN_IF_ERROR(CheckDatum(td, where));
+    data.push_back(std::move(td));
+  }
+  OPENRL_ASSIGN_OR_RETURN(auto config, NumberConfig(numbers, texts));
+  bool forward_only = in.contains("forward_only") && in["forward_only"].is_boolean() && in["forward_only"].get<bool>();
+  OPENRL_ASSIGN_OR_RETURN(call.work, MakeWork(in["loss_fn"].get<std::string>(), config, std::move(data), forward_only));
+  return Status::Ok();
+}
+
+namespace {
+
+std::string FloatBytes(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kFloat).contiguous();
+  return std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()) * 4);
+}
+
+template <typename T>
+std::string Bytes(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+}  // namespace
+
+std::string EncodeForwardBackwardProto(const engine::ForwardBackwardOutput& out) {
+  pb::ForwardBackwardOutput msg;
+  msg.set_loss_fn_output_type("ArrayRecord");
+  for (const auto& [k, v] : out.metrics) (*msg.mutable_metrics())[k] = v;
+  pb::ArrayRecord* rec = msg.add_loss_fn_outputs();
+  rec->set_type_tag("ArrayRecord");
+  rec->set_num_datums(static_cast<int64_t>(out.outputs.size()));
+  std::map<std::string, std::pair<std::string, std::vector<int64_t>>> fields;  // name → (data, offsets)
+  for (const auto& datum : out.outputs) {
+    for (const auto& [name, t] : datum) {
+      auto& [data, offsets] = fields[name];
+      if (offsets.empty()) offsets.push_back(0);
+      data += FloatBytes(t);
+      offsets.push_back(static_cast<int64_t>(data.size()));
+    }
+  }
+  for (auto& [name, f] : fields) {
+    pb::BatchedTensor& bt = (*rec->mutable_fields())[name];
+    bt.set_dtype(pb::DTYPE_FLOAT32);
+    bt.set_data(std::move(f.first));
+    bt.set_offsets(Bytes(f.second));
+  }
+  return msg.SerializeAsString();
+}
+
+namespace {
+
+void TopkToProto(const std::vector<std::vector<engine::TokenLogprob>>& rows, pb::TopkLogprobs* msg) {
+  size_t k = 0;
+  for (const auto& r : rows) k = std::max(k, r.size());
+  std::vector<int32_t> ids;
+  std::vector<float> lps;
+  for (const auto& r : rows) {
+    for (size_t j = 0; j < k; ++j) {
+      ids.push_back(j < r.size() ? r[j].id : 0);
+      lps.push_back(j < r.size() ? r[j].logprob : -99999.0f);
+    }
+  }
+  msg->set_k(static_cast<uint32_t>(k));
+  msg->set_length(static_cast<uint32_t>(rows.size()));
+  msg->set_token_ids(Bytes(ids));
+  msg->set_logprobs(Bytes(lps));
+}
+
+}  // namespace
+
+std::string EncodeSampleProto(const engine::SampleOutput& out) {
+  pb::SampleResponse msg;
+  for (const engine::SampleResult& s : out.sequences) {
+    pb::SampledSequence* seq = msg.add_sequences();
+    seq->set_stop_reason(s.finish_reason == "length" ? pb::STOP_REASON_LENGTH : pb::STOP_REASON_STOP);
+    seq->set_tokens(Bytes(s.tokens));
+    seq->set_logprobs(Bytes(s.logprobs));
+    if (!s.top_logprobs.empty()) TopkToProto(s.top_logprobs, seq->mutable_topk_sampled_logprobs());
+  }
+  if (!out.prompt_logprobs.empty()) {
+    std::vector<float> lp;
+    for (const auto& x : out.prompt_logprobs) lp.push_back(x ? *x : std::numeric_limits<float>::quiet_NaN());
+    msg.set_prompt_logprobs(Bytes(lp));
+  }
+  if (!out.prompt_top_logprobs.empty()) TopkToProto(out.prompt_top_logprobs, msg.mutable_topk_prompt_logprobs());
+  return msg.SerializeAsString();
+}
+
+
+}  // namespace openrl::api

@@ -1,0 +1,40 @@
+// The training API's server-side state — metadata store, durable futures, engine scheduler, API
+// keys and the Tinker routes — assembled once for `openrl serve` and for the quickstart's
+// in-process server.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "openrl/api/api_keys.h"
+#include "openrl/api/tinker_api.h"
+#include "openrl/engine/futures.h"
+#include "openrl/engine/scheduler.h"
+#include "openrl/store/sqlite_store.h"
+
+namespace openrl::cli {
+
+struct TrainingApiOptions {
+  std::string data_dir;                  // "" → $OPENRL_DATA_DIR or ./var/openrl
+  std::vector<std::string> base_models;  // NAME=PATH, registered at start
+  std::string dtype = "float32";
+  std::string api_key;  // a tml-… key registered at start if new (e.g. from a secret store)
+  int64_t max_tokens_per_pass = 16384;
+  int64_t session_timeout_seconds = 1800;
+};
+
+struct TrainingApi {
+  std::unique_ptr<store::SqliteStore> db;
+  std::unique_ptr<engine::FutureStore> futures;
+  std::unique_ptr<engine::Scheduler> scheduler;
+  std::unique_ptr<api::KeyStore> keys;
+  std::unique_ptr<api::TinkerApi> tinker;
+  ~TrainingApi();  // stops the engine before the stores it uses go away
+};
+
+// Opens the data directory (failing pending futures of a previous process), registers the base
+// models, starts the engine thread.
+Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& o);
+
+}  // namespace openrl::cli

@@ -1,0 +1,94 @@
+// Durable futures: every asynchronous request of the training API is a row in the metadata store
+// (table `futures`) from the moment it is accepted until its result is retrieved or expires.
+// Results are opaque bytes with a format ("json" or "proto") chosen by the API layer.
+//
+// Waiting is event-driven: Await registers a callback that fires once when the future finishes or
+// its deadline passes (a long poll holds no thread). After a restart, RecoverAfterRestart fails
+// every future that was accepted but not finished, with a message saying why.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "openrl/core/status.h"
+#include "openrl/store/metadata_store.h"
+
+namespace openrl::engine {
+
+struct FutureRecord {
+  std::string id;
+  std::string key_id;
+  std::string kind;            // "forward_backward", "optim_step", "sample", ...
+  std::string state;           // "pending" | "done" | "failed"
+  std::optional<std::string> run_id;
+  std::optional<int64_t> seq_id;
+  std::string request_hash;    // sha256 of the request, for idempotent retries
+  std::string result;          // when done
+  std::string result_format;   // "json" | "proto"
+  std::string error;           // when failed
+  std::string error_category;  // "user" | "server"
+  bool finished() const { return state != "pending"; }
+};
+
+struct FutureOptions {
+  std::chrono::seconds result_ttl{24 * 3600};  // an unretrieved result is kept this long
+};
+
+class FutureStore {
+ public:
+  FutureStore(store::MetadataStore& db, FutureOptions options = {});
+  ~FutureStore();
+  FutureStore(const FutureStore&) = delete;
+  FutureStore& operator=(const FutureStore&) = delete;
+
+  // Fails every pending future left by a previous process (their work was in memory).
+  Status RecoverAfterRestart();
+
+  // Inserts a pending future. With run_id and seq_id set, the pair is unique: a retry of the same
+  // request (same hash) returns the existing id (created = false); a different request with a used
+  // seq_id is ALREADY_EXISTS.
+  struct Created {
+    std::string id;
+    bool created = true;
+  };
+  Result<Created> Create(const std::string& kind, const std::string& key_id,
+                             const std::optional<std::string>& run_id, std::optional<int64_t> seq_id,
+                             const std::string& request_hash);
+  Status Complete(const std::string& id, std::string result, std::string format);
+  Status Fail(const std::string& id, const std::string& error, const std::string& category);
+
+  Result<FutureRecord> Get(const std::string& id);
+  // Calls `done` once: with the record as soon as it is finished, or with the still-pending
+  // record at `deadline`. NOT_FOUND when the id is unknown (or expired).
+  void Await(const std::string& id, std::chrono::steady_clock::time_point deadline,
+             std::function<void(Result<FutureRecord>)> done);
+
+  // Deletes finished futures past their expiry; returns how many.
+  Result<int64_t> SweepExpired();
+
+ private:
+  struct Waiter {
+    std::string id;
+    std::chrono::steady_clock::time_point deadline;
+    std::function<void(Result<FutureRecord>)> done;
+  };
+  void Notify(const std::string& id);
+  void TimerLoop();
+
+  store::MetadataStore& db_;
+  FutureOptions options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::multimap<std::string, Waiter> waiters_;  // by future id
+  bool stopping_ = false;
+  std::thread timer_;
+};
+
+}  // namespace openrl::engine

@@ -1,0 +1,415 @@
+#include "openrl/engine/scheduler.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "openrl/core/clock.h"
+#include "openrl/core/fs.h"
+#include "openrl/core/ids.h"
+#include "openrl/core/log.h"
+#include "openrl/core/metrics.h"
+#include "openrl/engine/scheduler_internal.h"
+#include "openrl/model/gguf_import.h"
+#include "openrl/model/peft_io.h"
+
+namespace openrl::engine {
+
+namespace stdfs = std::filesystem;
+using store::Row;
+using store::Tx;
+
+std::string NowIso() { return FormatIso8601Utc(SystemClock().Now()); }
+
+std::string CheckpointKindSegment(CheckpointKind kind) {
+  return kind == CheckpointKind::kTraining ? "weights" : "sampler_weights";
+}
+
+std::string CheckpointInfo::TinkerPath() const {
+  return "tinker://" + run_id + "/" + (kind == "training" ? "weights" : "sampler_weights") + "/" + name;
+}
+
+Result<TinkerPath> ParseTinkerPath(const std::string& path) {
+  constexpr std::string_view kPrefix = "tinker://";
+  auto bad = [&](const std::string& why) {
+    return InvalidArgument("path '" + path + "': " + why + " (expected tinker://<model_id>/weights/<name> or "
+                           "tinker://<model_id>/sampler_weights/<name>)");
+  };
+  if (path.rfind(kPrefix, 0) != 0) return bad("does not start with tinker://");
+  std::string rest = path.substr(kPrefix.size());
+  size_t a = rest.find('/');
+  size_t b = a == std::string::npos ? a : rest.find('/', a + 1);
+  if (b == std::string::npos) return bad("has too few segments");
+  TinkerPath p;
+  p.run_id = rest.substr(0, a);
+  std::string kind = rest.substr(a + 1, b - a - 1);
+  p.name = rest.substr(b + 1);
+  if (kind == "weights") {
+    p.kind = CheckpointKind::kTraining;
+  } else if (kind == "sampler_weights") {
+    p.kind = CheckpointKind::kSampler;
+  } else {
+    return bad("unknown checkpoint kind '" + kind + "'");
+  }
+  auto valid = [](const std::string& s) {
+    if (s.empty() || s.size() > 128) return false;
+    for (char c : s)
+      if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == ':')) return false;
+    return s != "." && s != "..";
+  };
+  if (!valid(p.run_id)) return bad("the model id is not a valid id");
+  if (!valid(p.name) || p.name.find(':') != std::string::npos)
+    return bad("the checkpoint name must be 1-128 letters, digits, '-', '_' or '.'");
+  return p;
+}
+
+Scheduler::Scheduler(store::MetadataStore& db, SchedulerOptions options)
+    : impl_(std::make_unique<Impl>(db, std::move(options))) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+Status Scheduler::AddBaseModel(const std::string& name, const std::string& path) {
+  if (name.empty()) return InvalidArgument("base model name is empty");
+  if (!stdfs::exists(path)) return NotFound("base model '" + name + "': " + path + " does not exist");
+  std::string abs = stdfs::absolute(path).lexically_normal().string();
+  OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
+    return tx
+        .Exec("INSERT INTO base_models (name, path, added_at) VALUES (?, ?, ?) "
+              "ON CONFLICT (name) DO UPDATE SET path = excluded.path, added_at = excluded.added_at",
+              {name, abs, NowIso()})
+        .status();
+  }));
+  std::lock_guard<std::mutex> lock(impl_->models_mu);
+  impl_->base_paths[name] = abs;
+  return Status::Ok();
+}
+
+std::vector<BaseModelInfo> Scheduler::BaseModels() {
+  std::vector<BaseModelInfo> out;
+  std::vector<std::pair<std::string, std::string>> names;
+  {
+    std::lock_guard<std::mutex> lock(impl_->models_mu);
+    names.assign(impl_->base_paths.begin(), impl_->base_paths.end());
+  }
+  for (auto& [name, path] : names) {
+    auto info = BaseModel(name);
+    if (info.ok()) out.push_back(*info);
+  }
+  return out;
+}
+
+Result<BaseModelInfo> Scheduler::BaseModel(const std::string& name) {
+  OPENRL_ASSIGN_OR_RETURN(LoadedBase * base, impl_->LoadBase(name));
+  return base->info;
+}
+
+Result<std::string> Scheduler::BaseModelDir(const std::string& name) {
+  OPENRL_ASSIGN_OR_RETURN(LoadedBase * base, impl_->LoadBase(name));
+  return base->dir;
+}
+
+Result<LoadedBase*> Scheduler::Impl::LoadBase(const std::string& name) {
+  std::lock_guard<std::mutex> lock(models_mu);
+  auto it = bases.find(name);
+  if (it != bases.end()) return it->second.get();
+  auto p = base_paths.find(name);
+  if (p == base_paths.end()) {
+    std::string known;
+    for (auto& [n, _] : base_paths) known += (known.empty() ? "" : ", ") + n;
+    return NotFound("base model '" + name + "' is not served here (served: " + (known.empty() ? "none" : known) +
+                    "); register it with `openrl models add DIR --name NAME`");
+  }
+  auto base = std::make_unique<LoadedBase>();
+  base->dir = p->second;
+  if (model::IsGgufFile(base->dir)) {
+    OPENRL_ASSIGN_OR_RETURN(base->dir, model::ImportGgufCached(base->dir));
+  }
+  OPENRL_ASSIGN_OR_RETURN(base->model, model::LoadModelDir(base->dir, {options.dtype, at::kCPU}));
+  base->model.model->SetRequiresGrad(false);
+  if (stdfs::exists(stdfs::path(base->dir) / "tokenizer.json")) {
+    OPENRL_ASSIGN_OR_RETURN(base->tokenizer, tokenizer::Tokenizer::FromDirectory(base->dir));
+  }
+  const Json& gen = base->model.generation_config;
+  if (gen.contains("eos_token_id")) {
+    const Json& e = gen["eos_token_id"];
+    if (e.is_number_integer()) base->eos_ids.push_back(e.get<int64_t>());
+    if (e.is_array())
+      for (const Json& x : e)
+        if (x.is_number_integer()) base->eos_ids.push_back(x.get<int64_t>());
+  }
+  if (base->eos_ids.empty()) base->eos_ids = base->model.config.eos_token_ids;
+  base->info.name = name;
+  base->info.path = p->second;
+  base->info.max_context = base->model.config.max_position_embeddings;
+  base->info.vocab_size = base->model.config.vocab_size;
+  base->info.eos_ids = base->eos_ids;
+  log::Write(log::Level::kInfo, "loaded base model '" + name + "' from " + base->dir);
+  LoadedBase* raw = base.get();
+  bases[name] = std::move(base);
+  return raw;
+}
+
+namespace {
+
+Result<RunInfo> RunInfoFromRow(const Row& row) {
+  RunInfo r;
+  OPENRL_ASSIGN_OR_RETURN(r.id, row.Text("id"));
+  OPENRL_ASSIGN_OR_RETURN(r.session_id, row.Text("session_id"));
+  OPENRL_ASSIGN_OR_RETURN(r.key_id, row.Text("key_id"));
+  OPENRL_ASSIGN_OR_RETURN(r.base_model, row.Text("base_model"));
+  OPENRL_ASSIGN_OR_RETURN(std::string lora, row.Text("lora_config"));
+  OPENRL_ASSIGN_OR_RETURN(std::string meta, row.Text("user_metadata"));
+  OPENRL_ASSIGN_OR_RETURN(r.created_at, row.Text("created_at"));
+  OPENRL_ASSIGN_OR_RETURN(r.last_request_at, row.Text("last_request_at"));
+  Json lj = Json::parse(lora, nullptr, false);
+  if (lj.is_discarded()) return DataLoss("training run " + r.id + ": lora_config is not JSON");
+  OPENRL_ASSIGN_OR_RETURN(r.lora, model::LoraConfigFromPeft(lj, "training run " + r.id));
+  r.train_unembed = r.lora.targets.count(model::LinearKind::kLmHead) > 0;
+  r.user_metadata = Json::parse(meta, nullptr, false);
+  if (r.user_metadata.is_discarded()) r.user_metadata = Json::object();
+  return r;
+}
+
+}  // namespace
+
+Status Scheduler::Start() {
+  std::vector<Row> rows;
+  OPENRL_RETURN_IF_ERROR(impl_->db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(auto models, tx.Query("SELECT name, path FROM base_models"));
+    std::lock_guard<std::mutex> lock(impl_->models_mu);
+    for (const Row& m : models) {
+      OPENRL_ASSIGN_OR_RETURN(std::string name, m.Text("name"));
+      OPENRL_ASSIGN_OR_RETURN(std::string path, m.Text("path"));
+      impl_->base_paths[name] = path;
+    }
+    OPENRL_ASSIGN_OR_RETURN(rows, tx.Query("SELECT * FROM training_runs"));
+    return Status::Ok();
+  }));
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const Row& row : rows) {
+      OPENRL_ASSIGN_OR_RETURN(RunInfo info, RunInfoFromRow(row));
+      auto run = std::make_unique<RunState>();
+      info.live = false;  // its adapter lived in the previous process's memory
+      run->info = info;
+      impl_->runs[info.id] = std::move(run);
+    }
+  }
+  OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(impl_->options.data_dir + "/checkpoints"));
+  impl_->engine = std::thread([this] { impl_->EngineLoop(); });
+  return Status::Ok();
+}
+
+void Scheduler::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping) return;
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->engine.joinable()) impl_->engine.join();
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  for (auto& [id, run] : impl_->runs) {
+    for (auto& [seq, item] : run->queue) item.done(Unavailable("the server is shutting down"));
+    for (auto& item : run->unnumbered) item.done(Unavailable("the server is shutting down"));
+    run->queue.clear();
+    run->unnumbered.clear();
+  }
+  for (auto& [work, done] : impl_->sample_queue) done(Unavailable("the server is shutting down"));
+  impl_->sample_queue.clear();
+}
+
+Result<RunInfo> Scheduler::CreateRun(const std::string& run_id, const std::string& key_id,
+                                     const std::string& session_id, const std::string& base_model,
+                                     const model::LoraConfig& lora, bool train_unembed, uint64_t seed,
+                                     const Json& user_metadata) {
+  OPENRL_RETURN_IF_ERROR(lora.Validate());
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->runs.count(run_id)) return AlreadyExists("model_id '" + run_id + "' already exists");
+  }
+  OPENRL_ASSIGN_OR_RETURN(LoadedBase * base, impl_->LoadBase(base_model));
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    int64_t live = 0;
+    for (auto& [id, r] : impl_->runs) live += r->adapter != nullptr;
+    if (live >= impl_->options.max_live_runs)
+      return ResourceExhausted("this server holds " + std::to_string(live) +
+                               " live training runs, its limit; try again later");
+  }
+  auto run = std::make_unique<RunState>();
+  run->info.id = run_id;
+  run->info.key_id = key_id;
+  run->info.session_id = session_id;
+  run->info.base_model = base_model;
+  run->info.lora = lora;
+  run->info.train_unembed = train_unembed;
+  run->info.live = true;
+  run->info.user_metadata = user_metadata.is_object() ? user_metadata : Json::object();
+  run->info.created_at = run->info.last_request_at = NowIso();
+  run->base = base;
+  run->adapter = model::LoraAdapter::Create(base->model.config, lora, at::kFloat, at::kCPU, seed);
+  run->adapter->SetRequiresGrad(true);
+  run->optimizer = std::make_unique<AdamW>(run->adapter->Parameters());
+  std::string lora_json = model::LoraConfigToPeft(lora, base_model).dump();
+  OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
+    return tx
+        .Exec("INSERT INTO training_runs (id, session_id, key_id, base_model, lora_rank, lora_config, user_metadata, "
+              "state, created_at, last_request_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
+              {run->info.id, session_id, key_id, base_model, lora.rank, lora_json, run->info.user_metadata.dump(),
+               run->info.created_at, run->info.last_request_at})
+        .status();
+  }));
+  RunInfo info = run->info;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->runs[info.id] = std::move(run);
+  return info;
+}
+
+Result<RunInfo> Scheduler::Run(const std::string& run_id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto it = impl_->runs.find(run_id);
+  if (it == impl_->runs.end()) return NotFound("model_id '" + run_id + "' is not a training run of this server");
+  RunInfo info = it->second->info;
+  info.live = it->second->adapter != nullptr;
+  return info;
+}
+
+std::vector<RunInfo> Scheduler::Runs(const std::optional<std::string>& key_id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<RunInfo> out;
+  for (auto& [id, run] : impl_->runs) {
+    if (key_id && run->info.key_id != *key_id) continue;
+    out.push_back(run->info);
+    out.back().live = run->adapter != nullptr;
+  }
+  return out;
+}
+
+Status Scheduler::Submit(const std::string& run_id, int64_t seq_id, Work work, Done done) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping) return Unavailable("the server is shutting down");
+    auto it = impl_->runs.find(run_id);
+    if (it == impl_->runs.end()) return NotFound("model_id '" + run_id + "' is not a training run of this server");
+    RunState& run = *it->second;
+    if (impl_->queued >= impl_->options.max_queued_items)
+      return ResourceExhausted("the engine queue is full (" + std::to_string(impl_->queued) + " requests)");
+    if (seq_id <= 0) {
+      run.unnumbered.push_back(QueuedItem{std::move(work), std::move(done)});
+    } else if (seq_id < run.next_seq || run.queue.count(seq_id) || run.skipped.count(seq_id)) {
+      return AlreadyExists("seq_id " + std::to_string(seq_id) + " of model " + run_id + " was already used");
+    } else {
+      run.queue.emplace(seq_id, QueuedItem{std::move(work), std::move(done)});
+    }
+    run.info.last_request_at = NowIso();
+    ++impl_->queued;
+  }
+  impl_->cv.notify_all();
+  return Status::Ok();
+}
+
+void Scheduler::Skip(const std::string& run_id, int64_t seq_id) {
+  if (seq_id <= 0) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    auto it = impl_->runs.find(run_id);
+    if (it == impl_->runs.end() || seq_id < it->second->next_seq) return;
+    it->second->skipped.insert(seq_id);
+  }
+  impl_->cv.notify_all();
+}
+
+Status Scheduler::SubmitSample(SampleWork work, Done done) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping) return Unavailable("the server is shutting down");
+    if (impl_->queued >= impl_->options.max_queued_items)
+      return ResourceExhausted("the engine queue is full (" + std::to_string(impl_->queued) + " requests)");
+    if (!impl_->samplers.count(work.sampling_session_id))
+      return NotFound("sampling session '" + work.sampling_session_id + "' is unknown");
+    impl_->sample_queue.emplace_back(std::move(work), std::move(done));
+    ++impl_->queued;
+  }
+  impl_->cv.notify_all();
+  return Status::Ok();
+}
+
+QueuedItem* Scheduler::Impl::ReadyItem(RunState& run) {
+  if (!run.unnumbered.empty()) return &run.unnumbered.front();
+  while (run.skipped.count(run.next_seq)) {
+    run.skipped.erase(run.next_seq);
+    ++run.next_seq;
+  }
+  auto it = run.queue.find(run.next_seq);
+  return it == run.queue.end() ? nullptr : &it->second;
+}
+
+void Scheduler::Impl::EngineLoop() {
+  metrics::Registry& reg = metrics::DefaultRegistry();
+  auto& busy = reg.Counter("openrl_engine_busy_seconds_total", "Seconds the engine spent executing clock cycles").Get();
+  auto& cycles = reg.Counter("openrl_engine_cycles_total", "Clock cycles executed").Get();
+  auto& packed = reg.Histogram("openrl_engine_runs_per_pass", "Training runs packed into one forward/backward pass",
+                               {}, {1, 2, 3, 4, 8, 16, 32})
+                     .Get();
+  auto& depth = reg.Gauge("openrl_engine_queued_requests", "Requests queued for the engine").Get();
+  std::unique_lock<std::mutex> lock(mu);
+  while (true) {
+    // One clock cycle: every run's ready item, plus every queued sample request.
+    std::vector<std::pair<RunState*, QueuedItem*>> fwdbwd, fwd_only, others;
+    for (auto& [id, run] : runs) {
+      QueuedItem* item = ReadyItem(*run);
+      if (!item) continue;
+      if (auto* fb = std::get_if<ForwardBackwardWork>(&item->work)) {
+        (fb->forward_only ? fwd_only : fwdbwd).emplace_back(run.get(), item);
+      } else {
+        others.emplace_back(run.get(), item);
+      }
+    }
+    std::vector<std::pair<SampleWork, Done>> samples(std::make_move_iterator(sample_queue.begin()),
+                                                     std::make_move_iterator(sample_queue.end()));
+    sample_queue.clear();
+    if (fwdbwd.empty() && fwd_only.empty() && others.empty() && samples.empty()) {
+      if (stopping) return;
+      cv.wait(lock);
+      continue;
+    }
+    lock.unlock();
+    auto t0 = std::chrono::steady_clock::now();
+    if (!fwdbwd.empty()) packed.Observe(static_cast<double>(fwdbwd.size()));
+    if (!fwdbwd.empty()) RunForwardBackward(fwdbwd);
+    if (!fwd_only.empty()) RunForwardBackward(fwd_only);
+    for (auto& [run, item] : others) {
+      Result<Output> out = Internal("unreachable");
+      if (auto* w = std::get_if<OptimStepWork>(&item->work)) out = RunOptimStep(*run, *w);
+      if (auto* w = std::get_if<SaveWork>(&item->work)) out = RunSave(*run, *w);
+      if (auto* w = std::get_if<LoadWork>(&item->work)) out = RunLoad(*run, *w);
+      item->done(std::move(out));
+    }
+    if (!samples.empty()) RunSamples(samples);
+    double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    busy_seconds.store(busy_seconds.load() + dt);
+    busy.Inc(dt);
+    cycles.Inc();
+    lock.lock();
+    for (auto* group : {&fwdbwd, &fwd_only, &others}) {
+      for (auto& [run, item] : *group) {
+        if (!run->unnumbered.empty() && item == &run->unnumbered.front()) {
+          run->unnumbered.pop_front();
+        } else {
+          run->queue.erase(run->next_seq);
+          ++run->next_seq;
+        }
+        --queued;
+      }
+    }
+    queued -= static_cast<int64_t>(samples.size());
+    depth.Set(static_cast<double>(queued));
+  }
+}
+
+std::pair<double, double> Scheduler::BusyTime() const {
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - impl_->started).count();
+  return {impl_->busy_seconds.load(), wall};
+}
+
+}  // namespace openrl::engine

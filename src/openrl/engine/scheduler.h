@@ -1,0 +1,199 @@
+// Scheduler: the multi-tenant engine behind the training API. Base models are loaded once; each
+// training run owns a LoRA adapter over one base and its AdamW state. Work arrives as items tagged
+// with the run and its seq_id; one engine thread executes them in clock cycles:
+//  * per run, strictly in seq_id order (chunks of one call may arrive in any order);
+//  * forward_backward items of every run that is ready are packed into one pass over the base
+//    (rows of different runs use different adapters; each run's loss and gradients stay its own);
+//  * optimizer steps, saves and loads run per adapter;
+//  * sample items of all sessions are batched into one generation (rows with different adapters).
+// Results go back through the item's callback; the API layer encodes them and completes the
+// durable future. Checkpoints are PEFT adapter directories (+ optimizer state) under the data
+// directory, written atomically and recorded in the metadata store before they are acknowledged.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "openrl/core/json.h"
+#include "openrl/core/status.h"
+#include "openrl/engine/losses.h"
+#include "openrl/engine/optimizer.h"
+#include "openrl/engine/sampler.h"
+#include "openrl/model/checkpoint.h"
+#include "openrl/model/lora.h"
+#include "openrl/store/metadata_store.h"
+#include "openrl/tokenizer/tokenizer.h"
+
+namespace openrl::engine {
+
+struct SchedulerOptions {
+  std::string data_dir;                 // checkpoints live under <data_dir>/checkpoints
+  at::ScalarType dtype = at::kFloat;    // base weights; adapters are always fp32
+  int64_t max_tokens_per_pass = 16384;  // packed rows are split into passes of at most this
+  int64_t max_queued_items = 4096;      // beyond: RESOURCE_EXHAUSTED (429 with Retry-After)
+  int64_t max_live_runs = 64;           // adapters held in memory at once
+};
+
+// One datum of a forward/backward call: the input tokens and its loss inputs, each of shape (T,):
+// "target_tokens" (int64) and the loss's float32 inputs ("weights", "logprobs", "advantages"...).
+struct TrainDatum {
+  std::vector<int32_t> tokens;
+  std::map<std::string, at::Tensor> loss_inputs;
+};
+
+struct ForwardBackwardWork {
+  std::vector<TrainDatum> data;
+  LossSpec loss;
+  bool forward_only = false;
+};
+struct ForwardBackwardOutput {
+  // Per datum, named per-token outputs: always "logprobs", plus the loss's own.
+  std::vector<std::vector<std::pair<std::string, at::Tensor>>> outputs;
+  std::map<std::string, double> metrics;  // "name:reduction" → value; always "loss:sum"
+};
+
+struct OptimStepWork {
+  AdamParams adam;
+};
+struct OptimStepOutput {
+  std::map<std::string, double> metrics;
+};
+
+enum class CheckpointKind { kTraining, kSampler };
+struct SaveWork {
+  CheckpointKind kind = CheckpointKind::kTraining;
+  std::string name;                 // empty for an unnamed sampler snapshot
+  std::optional<int64_t> ttl_seconds;
+  Json user_metadata = Json::object();
+  bool make_sampling_session = false;  // save_weights_and_get_sampling_client
+};
+struct SaveOutput {
+  std::string path;                 // tinker://<run>/{weights|sampler_weights}/<name>
+  std::string sampling_session_id;  // when make_sampling_session
+};
+
+struct LoadWork {
+  std::string path;  // tinker://<run>/weights/<name>
+  bool with_optimizer = false;
+};
+struct LoadOutput {
+  std::string path;
+};
+
+struct SampleWork {
+  std::string sampling_session_id;
+  std::vector<int32_t> prompt;
+  int64_t num_samples = 1;
+  SamplingParams params;
+};
+struct SampleOutput {
+  std::vector<SampleResult> sequences;
+  std::vector<std::optional<float>> prompt_logprobs;            // when asked
+  std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;  // when asked
+};
+
+using Work = std::variant<ForwardBackwardWork, OptimStepWork, SaveWork, LoadWork, SampleWork>;
+using Output = std::variant<ForwardBackwardOutput, OptimStepOutput, SaveOutput, LoadOutput, SampleOutput>;
+using Done = std::function<void(Result<Output>)>;
+
+struct RunInfo {
+  std::string id, base_model, key_id, session_id;
+  model::LoraConfig lora;
+  bool train_unembed = false;
+  bool live = false;  // false: its in-memory state was lost (restart) until a load_state
+  Json user_metadata = Json::object();
+  std::string created_at, last_request_at;
+};
+
+struct BaseModelInfo {
+  std::string name, path;
+  int64_t max_context = 0;
+  int64_t vocab_size = 0;
+  std::vector<int64_t> eos_ids;  // implicit stop tokens when a sample request names none
+};
+
+struct CheckpointInfo {
+  std::string run_id, kind, name, path, created_at;
+  std::optional<std::string> expires_at;
+  int64_t size_bytes = 0;
+  Json user_metadata = Json::object();
+  std::string TinkerPath() const;  // tinker://run/weights/name
+};
+
+struct SamplingSessionInfo {
+  std::string id, base_model;
+  std::optional<std::string> model_path;
+};
+
+class Scheduler {
+ public:
+  Scheduler(store::MetadataStore& db, SchedulerOptions options);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Registers a base model under `name` (a Hugging Face directory or a GGUF file); persisted.
+  Status AddBaseModel(const std::string& name, const std::string& path);
+  std::vector<BaseModelInfo> BaseModels();
+  Result<BaseModelInfo> BaseModel(const std::string& name);
+  // The model directory (tokenizer files included) for a base model name.
+  Result<std::string> BaseModelDir(const std::string& name);
+
+  Status Start();  // loads persisted runs (not live until loaded) and starts the engine thread
+  void Stop();     // finishes the current cycle, fails queued items
+
+  // Creates run `run_id` with a fresh adapter (A from `seed`, B = 0); loads the base if needed.
+  // ALREADY_EXISTS when the id is taken.
+  Result<RunInfo> CreateRun(const std::string& run_id, const std::string& key_id, const std::string& session_id,
+                            const std::string& base_model, const model::LoraConfig& lora, bool train_unembed,
+                            uint64_t seed, const Json& user_metadata);
+  Result<RunInfo> Run(const std::string& run_id);
+  std::vector<RunInfo> Runs(const std::optional<std::string>& key_id);
+
+  // Queues work for a run; runs when every lower seq_id of that run has run. seq_id 0 (none
+  // given) runs before the run's next numbered item, in arrival order. RESOURCE_EXHAUSTED when
+  // the queue is full.
+  Status Submit(const std::string& run_id, int64_t seq_id, Work work, Done done);
+  // Marks a seq_id as consumed without work (a request refused before it was queued), so later
+  // requests of the run are not held back waiting for it.
+  void Skip(const std::string& run_id, int64_t seq_id);
+  // Sampling is not ordered per run.
+  Status SubmitSample(SampleWork work, Done done);
+
+  Result<SamplingSessionInfo> CreateSamplingSession(const std::string& session_id, const std::string& base_model,
+                                                    const std::string& model_path);
+  Result<SamplingSessionInfo> SamplingSession(const std::string& id);
+
+  Result<std::vector<CheckpointInfo>> Checkpoints(const std::string& run_id);
+  Result<CheckpointInfo> Checkpoint(const std::string& tinker_path);
+  Status DeleteCheckpoint(const std::string& tinker_path);
+  Result<int64_t> SweepExpiredCheckpoints();
+
+  // Engine occupancy since start: busy seconds and wall seconds (for the packing bench).
+  std::pair<double, double> BusyTime() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// tinker://<run>/{weights|sampler_weights}/<name> → (run, kind, name); errors quote the path.
+struct TinkerPath {
+  std::string run_id;
+  CheckpointKind kind;
+  std::string name;
+};
+Result<TinkerPath> ParseTinkerPath(const std::string& path);
+
+}  // namespace openrl::engine

@@ -1,0 +1,86 @@
+// Scheduler internals shared by scheduler.cc (state, queues, engine thread), scheduler_train.cc
+// (packed forward/backward, optimizer steps, checkpoints) and scheduler_sample.cc (sampling).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <set>
+
+#include "openrl/engine/scheduler.h"
+
+namespace openrl::engine {
+
+struct LoadedBase {
+  BaseModelInfo info;
+  std::string dir;  // Hugging Face directory (GGUF files are imported into the cache first)
+  model::ModelDir model;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null when the directory has none
+  std::vector<int64_t> eos_ids;
+};
+
+struct QueuedItem {
+  Work work;
+  Done done;
+};
+
+struct RunState {
+  RunInfo info;
+  LoadedBase* base = nullptr;
+  std::unique_ptr<model::LoraAdapter> adapter;  // null while not live
+  std::unique_ptr<AdamW> optimizer;
+  int64_t next_seq = 1;                      // the seq_id that runs next
+  std::map<int64_t, QueuedItem> queue;       // by seq_id
+  std::deque<QueuedItem> unnumbered;         // seq_id 0: run before the next numbered item
+  std::set<int64_t> skipped;                 // seq_ids refused before they were queued
+};
+
+struct SamplerState {
+  SamplingSessionInfo info;
+  LoadedBase* base = nullptr;
+  std::shared_ptr<const model::LoraAdapter> adapter;  // null: the base model alone
+};
+
+struct Scheduler::Impl {
+  Impl(store::MetadataStore& db, SchedulerOptions options) : db(db), options(std::move(options)) {}
+
+  store::MetadataStore& db;
+  SchedulerOptions options;
+
+  std::mutex models_mu;  // guards `bases`; a base is never removed once loaded
+  std::map<std::string, std::unique_ptr<LoadedBase>> bases;
+  std::map<std::string, std::string> base_paths;  // registered name → path
+
+  std::mutex mu;  // guards everything below
+  std::condition_variable cv;
+  std::map<std::string, std::unique_ptr<RunState>> runs;
+  std::map<std::string, std::unique_ptr<SamplerState>> samplers;
+  std::deque<std::pair<SampleWork, Done>> sample_queue;
+  int64_t queued = 0;
+  bool stopping = false;
+  std::thread engine;
+
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::atomic<double> busy_seconds{0};
+
+  // scheduler.cc
+  Result<LoadedBase*> LoadBase(const std::string& name);
+  void EngineLoop();
+  void PersistRunTouch(const std::string& run_id);
+  // The ready item of `run`, if its next seq_id is queued (skipped seq_ids are passed over).
+  QueuedItem* ReadyItem(RunState& run);
+
+  // scheduler_train.cc
+  void RunForwardBackward(std::vector<std::pair<RunState*, QueuedItem*>>& batch);
+  Result<Output> RunOptimStep(RunState& run, const OptimStepWork& work);
+  Result<Output> RunSave(RunState& run, const SaveWork& work);
+  Result<Output> RunLoad(RunState& run, const LoadWork& work);
+  Result<std::shared_ptr<const model::LoraAdapter>> LoadSamplerAdapter(const LoadedBase& base, const std::string& path);
+
+  // scheduler_sample.cc
+  void RunSamples(std::vector<std::pair<SampleWork, Done>>& batch);
+};
+
+std::string CheckpointKindSegment(CheckpointKind kind);  // "weights" | "sampler_weights"
+std::string NowIso();
+
+}  // namespace openrl::engine

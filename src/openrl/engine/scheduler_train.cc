@@ -1,0 +1,403 @@
+// Training work of the scheduler: packed forward/backward passes over many runs, optimizer steps,
+// and checkpoints (save/load, listing, TTL, delete).
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "openrl/core/clock.h"
+#include "openrl/core/fs.h"
+#include "openrl/core/ids.h"
+#include "openrl/engine/forward.h"
+#include "openrl/engine/scheduler_internal.h"
+#include "openrl/formats/safetensors.h"
+#include "openrl/model/peft_io.h"
+
+namespace openrl::engine {
+
+namespace stdfs = std::filesystem;
+using store::Row;
+using store::Tx;
+
+namespace {
+
+struct PackedRow {
+  size_t item;   // index into the batch
+  size_t datum;  // index into the item's data
+  int64_t tokens;
+};
+
+// Runs rows [first, last) of `rows` as one pass and accumulates per-item results.
+Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, const std::vector<PackedRow>& rows,
+               size_t first, size_t last, bool train, std::vector<ForwardBackwardOutput>& outs,
+               std::vector<Status>& errors) {
+  const LoadedBase& base = *batch[rows[first].item].first->base;
+  std::vector<std::vector<int32_t>> inputs, targets;
+  std::map<const model::LoraAdapter*, std::vector<int64_t>> rows_of;
+  for (size_t r = first; r < last; ++r) {
+    auto& [run, item] = batch[rows[r].item];
+    const TrainDatum& d = std::get<ForwardBackwardWork>(item->work).data[rows[r].datum];
+    inputs.push_back(d.tokens);
+    at::Tensor t = d.loss_inputs.at("target_tokens").to(at::kInt).contiguous();
+    targets.emplace_back(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel());
+    rows_of[run->adapter.get()].push_back(static_cast<int64_t>(r - first));
+  }
+  OPENRL_ASSIGN_OR_RETURN(TokenBatch tb, MakeBatch(inputs, targets, base.model.config));
+  model::LoraBatch lora;
+  for (auto& [adapter, idx] : rows_of) {
+    lora.groups.push_back({adapter, at::tensor(idx, at::kLong)});
+  }
+  at::AutoGradMode grad_mode(train);
+  at::Tensor logprobs = TargetLogprobs(*base.model.model, tb, &lora);
+  std::vector<at::Tensor> losses;
+  for (size_t r = first; r < last; ++r) {
+    size_t i = rows[r].item;
+    if (!errors[i].ok()) continue;
+    const auto& work = std::get<ForwardBackwardWork>(batch[i].second->work);
+    const TrainDatum& d = work.data[rows[r].datum];
+    std::map<std::string, at::Tensor> inputs_no_targets = d.loss_inputs;
+    inputs_no_targets.erase("target_tokens");
+    at::Tensor lp = logprobs[static_cast<int64_t>(r - first)].narrow(0, 0, rows[r].tokens);
+    Result<DatumLoss> dl = ComputeDatumLoss(work.loss, lp, inputs_no_targets, static_cast<int64_t>(rows[r].datum));
+    if (!dl.ok()) {
+      errors[i] = dl.status();
+      continue;
+    }
+    ForwardBackwardOutput& out = outs[i];
+    std::vector<std::pair<std::string, at::Tensor>> fields = {{"logprobs", lp.detach().to(at::kFloat).clone()}};
+    for (auto& f : dl->outputs) fields.push_back(f);
+    out.outputs[rows[r].datum] = std::move(fields);
+    out.metrics["loss:sum"] += dl->loss.item<double>();
+    if (train) losses.push_back(dl->loss);
+  }
+  if (train && !losses.empty()) {
+    at::Tensor total = at::stack(losses).sum();
+    if (total.requires_grad()) total.backward();
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void Scheduler::Impl::RunForwardBackward(std::vector<std::pair<RunState*, QueuedItem*>>& batch) {
+  std::vector<ForwardBackwardOutput> outs(batch.size());
+  std::vector<Status> errors(batch.size(), Status::Ok());
+  // Rows grouped by base model (one pass never mixes bases), then cut into passes by tokens.
+  std::map<LoadedBase*, std::vector<PackedRow>> by_base;
+  bool train = false;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto& [run, item] = batch[i];
+    const auto& work = std::get<ForwardBackwardWork>(item->work);
+    train = !work.forward_only;
+    if (!run->adapter) {
+      errors[i] = FailedPrecondition("model " + run->info.id +
+                                     " lost its unsaved state when the server restarted; load_state from one of "
+                                     "its checkpoints first");
+      continue;
+    }
+    outs[i].outputs.resize(work.data.size());
+    outs[i].metrics["loss:sum"] = 0;
+    for (size_t d = 0; d < work.data.size(); ++d)
+      by_base[run->base].push_back({i, d, static_cast<int64_t>(work.data[d].tokens.size())});
+  }
+  for (auto& [base, rows] : by_base) {
+    size_t first = 0;
+    while (first < rows.size()) {
+      size_t last = first;
+      int64_t tokens = 0, longest = 0;
+      while (last < rows.size()) {
+        int64_t longer = std::max(longest, rows[last].tokens);
+        if (last > first && longer * static_cast<int64_t>(last - first + 1) > options.max_tokens_per_pass) break;
+        longest = longer;
+        tokens += rows[last].tokens;
+        ++last;
+      }
+      Status s = Status::Ok();
+      try {
+        s = RunPass(batch, rows, first, last, train, outs, errors);
+      } catch (const std::exception& e) {
+        s = StatusFromException(e, "forward/backward pass");
+      }
+      if (!s.ok()) {
+        for (size_t r = first; r < last; ++r)
+          if (errors[rows[r].item].ok()) errors[rows[r].item] = s;
+      }
+      first = last;
+    }
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!errors[i].ok()) {
+      batch[i].second->done(errors[i]);
+    } else {
+      batch[i].second->done(Output(std::move(outs[i])));
+    }
+  }
+}
+
+Result<Output> Scheduler::Impl::RunOptimStep(RunState& run, const OptimStepWork& work) {
+  if (!run.adapter)
+    return FailedPrecondition("model " + run.info.id + " lost its unsaved state when the server restarted; "
+                              "load_state from one of its checkpoints first");
+  OPENRL_RETURN_IF_ERROR(work.adam.Validate());
+  if (!run.optimizer->HasGradients())
+    return FailedPrecondition("optim_step on model " + run.info.id +
+                              " before any forward_backward: there are no gradients to apply");
+  OPENRL_ASSIGN_OR_RETURN(StepStats stats, run.optimizer->Step(work.adam));
+  OptimStepOutput out;
+  out.metrics["grad_norm"] = stats.grad_norm;
+  out.metrics["step"] = static_cast<double>(stats.step);
+  out.metrics["clipped"] = stats.clipped ? 1.0 : 0.0;
+  return Output(std::move(out));
+}
+
+namespace {
+
+// fsync every file under `dir` and the directory itself, so a rename after it is durable.
+Status SyncTree(const std::string& dir) {
+  for (const auto& entry : stdfs::recursive_directory_iterator(dir)) {
+    int fd = ::open(entry.path().c_str(), O_RDONLY);
+    if (fd < 0) return Internal("open " + entry.path().string() + " for fsync failed");
+    ::fsync(fd);
+    ::close(fd);
+  }
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  return Status::Ok();
+}
+
+int64_t TreeSize(const std::string& dir) {
+  int64_t n = 0;
+  for (const auto& e : stdfs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) n += static_cast<int64_t>(e.file_size());
+  return n;
+}
+
+Result<CheckpointInfo> CheckpointFromRow(const Row& row) {
+  CheckpointInfo c;
+  OPENRL_ASSIGN_OR_RETURN(c.run_id, row.Text("run_id"));
+  OPENRL_ASSIGN_OR_RETURN(c.kind, row.Text("kind"));
+  OPENRL_ASSIGN_OR_RETURN(c.name, row.Text("name"));
+  OPENRL_ASSIGN_OR_RETURN(c.path, row.Text("path"));
+  OPENRL_ASSIGN_OR_RETURN(c.size_bytes, row.Int64("size_bytes"));
+  OPENRL_ASSIGN_OR_RETURN(c.created_at, row.Text("created_at"));
+  OPENRL_ASSIGN_OR_RETURN(c.expires_at, row.OptionalText("expires_at"));
+  OPENRL_ASSIGN_OR_RETURN(std::string meta, row.Text("user_metadata"));
+  c.user_metadata = Json::parse(meta, nullptr, false);
+  if (c.user_metadata.is_discarded()) c.user_metadata = Json::object();
+  return c;
+}
+
+}  // namespace
+
+Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
+  if (!run.adapter)
+    return FailedPrecondition("model " + run.info.id + " has no weights in memory (the server restarted); "
+                              "load_state first");
+  if (work.kind == CheckpointKind::kSampler && work.name.empty()) {
+    // An unnamed snapshot for a sampling client: kept in memory, not written to disk.
+    auto copy = model::LoraAdapter::Create(run.base->model.config, run.adapter->config(), at::kFloat, at::kCPU, 0);
+    auto src = run.adapter->Parameters();
+    auto dst = copy->Parameters();
+    {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+    }
+    copy->SetRequiresGrad(false);
+    auto sampler = std::make_unique<SamplerState>();
+    sampler->info.id = NewId("smp");
+    sampler->info.base_model = run.info.base_model;
+    sampler->base = run.base;
+    sampler->adapter = std::shared_ptr<const model::LoraAdapter>(std::move(copy));
+    SaveOutput out;
+    out.sampling_session_id = sampler->info.id;
+    OPENRL_RETURN_IF_ERROR(db.Transaction([&](Tx& tx) -> Status {
+      return tx
+          .Exec("INSERT INTO sampling_sessions (id, session_id, base_model, model_path, created_at) "
+                "VALUES (?, ?, ?, NULL, ?)",
+                {sampler->info.id, run.info.session_id, run.info.base_model, NowIso()})
+          .status();
+    }));
+    std::lock_guard<std::mutex> lock(mu);
+    samplers[sampler->info.id] = std::move(sampler);
+    return Output(std::move(out));
+  }
+  std::string name = work.name.empty() ? NewId("ckpt") : work.name;
+  OPENRL_ASSIGN_OR_RETURN(TinkerPath parsed,
+                          ParseTinkerPath("tinker://" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name));
+  std::string kind = work.kind == CheckpointKind::kTraining ? "training" : "sampler";
+  std::string dir = options.data_dir + "/checkpoints/" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name;
+  std::string tmp = dir + ".partial-" + NewId("w");
+  OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(tmp));
+  auto cleanup = [&] { std::error_code ec; stdfs::remove_all(tmp, ec); };
+  Status s = model::SavePeftAdapter(*run.adapter, tmp, run.info.base_model);
+  if (s.ok() && work.kind == CheckpointKind::kTraining) {
+    s = model::WriteTensors(run.optimizer->StateTensors(), tmp + "/optimizer.safetensors", {});
+  }
+  if (s.ok()) {
+    Json meta = {{"model_id", run.info.id}, {"base_model", run.info.base_model}, {"kind", kind},
+                 {"lora_rank", run.info.lora.rank}, {"train_unembed", run.info.train_unembed},
+                 {"optimizer_steps", run.optimizer->steps()}, {"created_at", NowIso()}};
+    s = fs::WriteFileAtomic(tmp + "/openrl_checkpoint.json", meta.dump(2) + "\n");
+  }
+  if (s.ok()) s = SyncTree(tmp);
+  if (!s.ok()) {
+    cleanup();
+    return s;
+  }
+  std::error_code ec;
+  if (stdfs::exists(dir)) stdfs::remove_all(dir, ec);
+  stdfs::rename(tmp, dir, ec);
+  if (ec) {
+    cleanup();
+    return Internal("could not move the checkpoint into " + dir + ": " + ec.message());
+  }
+  (void)SyncTree(stdfs::path(dir).parent_path().string());
+  std::optional<std::string> expires;
+  if (work.ttl_seconds && *work.ttl_seconds > 0)
+    expires = FormatIso8601Utc(SystemClock().Now() + std::chrono::seconds(*work.ttl_seconds));
+  OPENRL_RETURN_IF_ERROR(db.Transaction([&](Tx& tx) -> Status {
+    return tx
+        .Exec("INSERT INTO checkpoints (run_id, kind, name, path, size_bytes, created_at, expires_at, user_metadata) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, kind, name) DO UPDATE SET path = excluded.path, "
+              "size_bytes = excluded.size_bytes, created_at = excluded.created_at, expires_at = excluded.expires_at, "
+              "user_metadata = excluded.user_metadata",
+              {run.info.id, kind, name, dir, TreeSize(dir), NowIso(),
+               expires ? store::Value(*expires) : store::Value(), work.user_metadata.dump()})
+        .status();
+  }));
+  SaveOutput out;
+  out.path = "tinker://" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name;
+  return Output(std::move(out));
+}
+
+namespace {
+
+Result<std::vector<std::pair<std::string, at::Tensor>>> ReadTensors(const std::string& path) {
+  OPENRL_ASSIGN_OR_RETURN(auto file, formats::SafetensorsFile::Open(path));
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const std::string& name : file->names()) {
+    OPENRL_ASSIGN_OR_RETURN(formats::TensorView view, file->Get(name));
+    OPENRL_ASSIGN_OR_RETURN(at::Tensor t, model::TensorFromView(view, path));
+    out.emplace_back(name, std::move(t));
+  }
+  return out;
+}
+
+bool SameTargets(const model::LoraConfig& a, const model::LoraConfig& b) {
+  return a.rank == b.rank && a.targets == b.targets;
+}
+
+}  // namespace
+
+Result<Output> Scheduler::Impl::RunLoad(RunState& run, const LoadWork& work) {
+  OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(work.path));
+  if (p.kind != CheckpointKind::kTraining)
+    return InvalidArgument("load_state needs a training checkpoint (tinker://<id>/weights/<name>), got " + work.path);
+  std::optional<Row> row;
+  OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT * FROM checkpoints WHERE run_id = ? AND kind = 'training' AND name = ?",
+                                             {p.run_id, p.name}));
+    return Status::Ok();
+  }));
+  if (!row) return NotFound("checkpoint " + work.path + " does not exist (or has expired)");
+  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, CheckpointFromRow(*row));
+  if (run.base == nullptr) {
+    OPENRL_ASSIGN_OR_RETURN(run.base, LoadBase(run.info.base_model));
+  }
+  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, run.base->model.config, at::kFloat, at::kCPU));
+  if (!SameTargets(adapter->config(), run.info.lora))
+    return InvalidArgument("checkpoint " + work.path + " has LoRA rank " + std::to_string(adapter->config().rank) +
+                           " or targets that differ from model " + run.info.id + " (rank " +
+                           std::to_string(run.info.lora.rank) + ")");
+  adapter->SetRequiresGrad(true);
+  auto optimizer = std::make_unique<AdamW>(adapter->Parameters());
+  if (work.with_optimizer) {
+    OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(ckpt.path + "/optimizer.safetensors"));
+    OPENRL_RETURN_IF_ERROR(optimizer->LoadState(state));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    run.adapter = std::move(adapter);
+    run.optimizer = std::move(optimizer);
+  }
+  LoadOutput out;
+  out.path = work.path;
+  return Output(std::move(out));
+}
+
+Result<std::shared_ptr<const model::LoraAdapter>> Scheduler::Impl::LoadSamplerAdapter(const LoadedBase& base,
+                                                                                       const std::string& path) {
+  OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(path));
+  std::optional<Row> row;
+  std::string kind = p.kind == CheckpointKind::kTraining ? "training" : "sampler";
+  OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT * FROM checkpoints WHERE run_id = ? AND kind = ? AND name = ?",
+                                             {p.run_id, kind, p.name}));
+    return Status::Ok();
+  }));
+  if (!row) return NotFound("checkpoint " + path + " does not exist (or has expired)");
+  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, CheckpointFromRow(*row));
+  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, base.model.config, at::kFloat, at::kCPU));
+  adapter->SetRequiresGrad(false);
+  return std::shared_ptr<const model::LoraAdapter>(std::move(adapter));
+}
+
+Result<std::vector<CheckpointInfo>> Scheduler::Checkpoints(const std::string& run_id) {
+  std::vector<CheckpointInfo> out;
+  OPENRL_RETURN_IF_ERROR(impl_->db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY created_at", {run_id}));
+    for (const Row& r : rows) {
+      OPENRL_ASSIGN_OR_RETURN(CheckpointInfo c, CheckpointFromRow(r));
+      out.push_back(std::move(c));
+    }
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Result<CheckpointInfo> Scheduler::Checkpoint(const std::string& tinker_path) {
+  OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(tinker_path));
+  std::string kind = p.kind == CheckpointKind::kTraining ? "training" : "sampler";
+  std::optional<Row> row;
+  OPENRL_RETURN_IF_ERROR(impl_->db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT * FROM checkpoints WHERE run_id = ? AND kind = ? AND name = ?",
+                                             {p.run_id, kind, p.name}));
+    return Status::Ok();
+  }));
+  if (!row) return NotFound("checkpoint " + tinker_path + " does not exist (or has expired)");
+  return CheckpointFromRow(*row);
+}
+
+Status Scheduler::DeleteCheckpoint(const std::string& tinker_path) {
+  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo c, Checkpoint(tinker_path));
+  OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
+    return tx.Exec("DELETE FROM checkpoints WHERE run_id = ? AND kind = ? AND name = ?", {c.run_id, c.kind, c.name})
+        .status();
+  }));
+  std::error_code ec;
+  stdfs::remove_all(c.path, ec);
+  return Status::Ok();
+}
+
+Result<int64_t> Scheduler::SweepExpiredCheckpoints() {
+  std::vector<CheckpointInfo> expired;
+  OPENRL_RETURN_IF_ERROR(impl_->db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT * FROM checkpoints WHERE expires_at IS NOT NULL AND expires_at < ?",
+                                                {NowIso()}));
+    for (const Row& r : rows) {
+      OPENRL_ASSIGN_OR_RETURN(CheckpointInfo c, CheckpointFromRow(r));
+      expired.push_back(std::move(c));
+    }
+    return Status::Ok();
+  }));
+  for (const CheckpointInfo& c : expired) OPENRL_RETURN_IF_ERROR(DeleteCheckpoint(c.TinkerPath()));
+  return static_cast<int64_t>(expired.size());
+}
+
+}  // namespace openrl::engine

@@ -1,0 +1,386 @@
+"""The Tinker training API, driven by the real `tinker` SDK (pinned in requirements.lock) against a
+real `openrl serve` process on the real SmolLM2-135M-Instruct (imported from its GGUF file)."""
+import math
+import os
+import random
+
+import httpx
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("TINKER_TELEMETRY", "0")
+import tinker  # noqa: E402
+from tinker import types  # noqa: E402
+
+from tinker_server import SMOLLM2_NAME, Server, create_key, rest_client, service_client  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server(openrl_bin, tmp_path_factory, real_ggufs):
+    data = tmp_path_factory.mktemp("tinker")
+    key = create_key(openrl_bin, data)
+    srv = Server(openrl_bin, data).start()
+    srv.key = key
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def svc(server):
+    return service_client(server, server.key)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(svc):
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4).result()
+    return tc.get_tokenizer()
+
+
+def datum(tokens, weights=None, **extra):
+    inputs = {"target_tokens": tokens[1:], "weights": weights if weights is not None else [1.0] * (len(tokens) - 1)}
+    inputs.update(extra)
+    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]), loss_fn_inputs=inputs)
+
+
+CHATS = [
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("Name a primary color.", "Red is a primary color."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("What do bees make?", "Bees make honey."),
+]
+
+
+def chat_datum(tok, user, assistant):
+    prompt = tok.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False)
+    full = prompt + assistant + "<|im_end|>\n"
+    p = tok(prompt, add_special_tokens=False).input_ids
+    ids = tok(full, add_special_tokens=False).input_ids
+    assert ids[: len(p)] == p
+    weights = [0.0] * (len(p) - 1) + [1.0] * (len(ids) - len(p))
+    return datum(ids, weights)
+
+
+def test_service_surface(svc, server):
+    caps = httpx.get(server.url + "/api/v1/get_server_capabilities", headers={"X-API-Key": server.key}).json()
+    assert caps["supported_models"][0]["model_name"] == SMOLLM2_NAME
+    assert caps["supported_models"][0]["max_context_length"] == 8192
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=8, train_unembed=False).result()
+    info = tc.get_info()
+    assert info.model_data.model_name == SMOLLM2_NAME and info.lora_rank == 8 and info.is_lora
+    # get_tokenizer works offline: the server names the local model directory.
+    tok = tc.get_tokenizer()
+    assert tok("hello world").input_ids == [28120, 905]
+    rest = rest_client(server, server.key)
+    run = rest.get_training_run(tc.model_id).result()
+    assert run.training_run_id == tc.model_id and run.base_model == SMOLLM2_NAME and run.lora_rank == 8
+    runs = rest.list_training_runs().result()
+    assert tc.model_id in [r.training_run_id for r in runs.training_runs]
+
+
+def test_sft_loss_falls_steadily(svc, tokenizer):
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=8, seed=1).result()
+    data = [chat_datum(tokenizer, u, a) for u, a in CHATS]
+    tokens = sum(sum(d.loss_fn_inputs["weights"].data) for d in data)
+    losses = []
+    for _ in range(8):
+        fb = tc.forward_backward(data, "cross_entropy")
+        opt = tc.optim_step(types.AdamParams(learning_rate=5e-4))
+        out = fb.result()
+        opt.result()
+        # One logprob per target position, and loss:sum = -Σ weights·logprobs.
+        for d, o in zip(data, out.loss_fn_outputs):
+            assert len(o["logprobs"].data) == len(d.loss_fn_inputs["target_tokens"].data)
+        expected = -sum(float(np.dot(o["logprobs"].data, d.loss_fn_inputs["weights"].data))
+                        for d, o in zip(data, out.loss_fn_outputs))
+        assert out.metrics["loss:sum"] == pytest.approx(expected, rel=1e-5)
+        losses.append(out.metrics["loss:sum"] / tokens)
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_rl_reward_rises_with_importance_sampling(svc, tokenizer):
+    """Group sampling, a verifiable reward (answer with the single word "yes"), group-relative
+    advantages, the importance_sampling loss: the mean reward rises over 20 iterations."""
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=8, seed=3).result()
+    prompt_text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Is water wet? Answer with one word."}], add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer(prompt_text, add_special_tokens=False).input_ids
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def reward(tokens):
+        text = tokenizer.decode(tokens, skip_special_tokens=True).strip().lower().rstrip(".!")
+        return 1.0 if text == "yes" else 0.0
+
+    means = []
+    for it in range(20):
+        sampler = tc.save_weights_and_get_sampling_client()
+        res = sampler.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=8,
+                             sampling_params=types.SamplingParams(max_tokens=6, temperature=1.0, seed=100 + it,
+                                                                  stop=[end])).result()
+        rewards = [reward(s.tokens) for s in res.sequences]
+        means.append(sum(rewards) / len(rewards))
+        mean = sum(rewards) / len(rewards)
+        data = []
+        for s, r in zip(res.sequences, rewards):
+            assert s.logprobs is not None and len(s.logprobs) == len(s.tokens)
+            if r == mean:
+                continue
+            n = len(prompt) - 1
+            full = prompt + s.tokens
+            data.append(types.Datum(
+                model_input=types.ModelInput.from_ints(full[:-1]),
+                loss_fn_inputs={"target_tokens": full[1:],
+                                "logprobs": [0.0] * n + list(s.logprobs),
+                                "advantages": [0.0] * n + [r - mean] * len(s.tokens)}))
+        if data:
+            tc.forward_backward(data, "importance_sampling").result()
+            tc.optim_step(types.AdamParams(learning_rate=2e-3)).result()
+    first, last = sum(means[:5]) / 5, sum(means[-5:]) / 5
+    assert last > first + 0.3, means
+
+
+def test_dpo_through_forward_backward_custom(svc, tokenizer):
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=8, seed=4).result()
+    pairs = [("Reply politely: can you help me?", "Of course, I would be glad to help.", "No. Go away."),
+             ("Say something kind.", "You are doing a wonderful job.", "You are useless.")]
+    data = []
+    for user, chosen, rejected in pairs:
+        data.append(chat_datum(tokenizer, user, chosen))
+        data.append(chat_datum(tokenizer, user, rejected))
+    beta = 0.1
+
+    def seq_logp(logprobs, d):
+        return (logprobs * torch.tensor(d.loss_fn_inputs["weights"].data)).sum()
+
+    ref = [seq_logp(torch.tensor(o["logprobs"].data), d)
+           for d, o in zip(data, tc.forward(data, "cross_entropy").result().loss_fn_outputs)]
+    margins = []
+
+    def dpo_loss(batch, logprobs_list):
+        logps = [seq_logp(lp, d) for lp, d in zip(logprobs_list, batch)]
+        losses, margin = [], 0.0
+        for i in range(0, len(batch), 2):
+            m = beta * ((logps[i] - ref[i]) - (logps[i + 1] - ref[i + 1]))
+            losses.append(-torch.nn.functional.logsigmoid(m))
+            margin += float(m) / (len(batch) // 2)
+        margins.append(margin)
+        return torch.stack(losses).mean(), {"margin": margin}
+
+    for _ in range(6):
+        out = tc.forward_backward_custom(data, dpo_loss).result()
+        assert "loss:sum" in out.metrics
+        tc.optim_step(types.AdamParams(learning_rate=1e-3)).result()
+    assert margins[0] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference
+    assert all(b > a for a, b in zip(margins, margins[1:])), margins
+    assert margins[-1] > 0.5, margins
+
+
+def test_sampler_weights_sample_from_the_trained_adapter(svc, server, tokenizer):
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=8, seed=5).result()
+    text = tokenizer("The secret word is banana. The secret word is banana.", add_special_tokens=False).input_ids
+    for _ in range(4):
+        tc.forward_backward([datum(text)], "cross_entropy")
+        tc.optim_step(types.AdamParams(learning_rate=2e-3))
+    path = tc.save_weights_for_sampler("banana").result().path
+    assert path == f"tinker://{tc.model_id}/sampler_weights/banana"
+    sampler = svc.create_sampling_client(model_path=path).result()
+    base = svc.create_sampling_client(base_model=SMOLLM2_NAME).result()
+    prompt = tokenizer("The secret word is", add_special_tokens=False).input_ids
+    res = sampler.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=3,
+                         sampling_params=types.SamplingParams(max_tokens=6, temperature=1.0, seed=7)).result()
+    assert len(res.sequences) == 3
+    for seq in res.sequences:
+        full = prompt + seq.tokens
+        lp = sampler.compute_logprobs(types.ModelInput.from_ints(full)).result()
+        assert lp[0] is None
+        np.testing.assert_allclose(lp[len(prompt):], seq.logprobs, atol=1e-4)
+        base_lp = base.compute_logprobs(types.ModelInput.from_ints(full)).result()
+        assert sum(lp[len(prompt):]) > sum(base_lp[len(prompt):]) + 1.0  # trained toward "banana"
+    # The same seed gives the same samples; prompt logprobs and top-k come back on request.
+    again = sampler.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=3,
+                           sampling_params=types.SamplingParams(max_tokens=6, temperature=1.0, seed=7)).result()
+    assert [s.tokens for s in again.sequences] == [s.tokens for s in res.sequences]
+    topk = sampler.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=1,
+                          sampling_params=types.SamplingParams(max_tokens=1), include_prompt_logprobs=True,
+                          topk_prompt_logprobs=3).result()
+    assert topk.prompt_logprobs[0] is None and len(topk.prompt_logprobs) == len(prompt)
+    assert len(topk.topk_prompt_logprobs) == len(prompt) and len(topk.topk_prompt_logprobs[1]) == 3
+    # The checkpoint is listed, then deleted.
+    rest = rest_client(server, server.key)
+    ckpts = rest.list_checkpoints(tc.model_id).result().checkpoints
+    assert [c.tinker_path for c in ckpts] == [path]
+    rest.delete_checkpoint(tc.model_id, "sampler_weights/banana").result()
+    assert rest.list_checkpoints(tc.model_id).result().checkpoints == []
+
+
+def loss_formula(name, lp, q, adv, w, cfg):
+    r = torch.exp(lp - q)
+    if name == "cross_entropy":
+        return -(w * lp).sum()
+    if name == "importance_sampling":
+        return -(w * r * adv).sum()
+    lo, hi = cfg.get("clip_low_threshold"), cfg.get("clip_high_threshold")
+    if name == "ppo":
+        lo, hi = lo or 0.8, hi or 1.2
+        return -(w * torch.minimum(r * adv, torch.clamp(r, lo, hi) * adv)).sum()
+    if name == "cispo":
+        lo, hi = lo or 0.0, hi or 4.0
+        return -(w * torch.clamp(r, lo, hi).detach() * lp * adv).sum()
+    if name == "dro":
+        return -(w * (lp * adv - 0.5 * cfg["beta"] * (lp - q) ** 2)).sum()
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name,cfg", [("cross_entropy", {}), ("importance_sampling", {}), ("ppo", {}),
+                                      ("ppo", {"clip_low_threshold": 0.9, "clip_high_threshold": 1.1}),
+                                      ("cispo", {}), ("dro", {"beta": 0.05})])
+def test_builtin_loss_equals_documented_formula(svc, tokenizer, name, cfg):
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=6).result()
+    g = torch.Generator().manual_seed(hash(name) % 1000)
+    data, inputs = [], []
+    for text in ["A quick brown fox jumps over the lazy dog.", "Tinker losses are sums over tokens."]:
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        n = len(ids) - 1
+        q = (-torch.rand(n, generator=g) * 3).tolist()
+        adv = torch.randn(n, generator=g).tolist()
+        w = (torch.rand(n, generator=g) > 0.2).float().tolist()
+        extra = {} if name == "cross_entropy" else {"logprobs": q, "advantages": adv}
+        data.append(datum(ids, w, **extra))
+        inputs.append((q, adv, w))
+    out = tc.forward(data, name, loss_fn_config=cfg or None).result()
+    total = 0.0
+    for o, (q, adv, w) in zip(out.loss_fn_outputs, inputs):
+        lp = torch.tensor(o["logprobs"].data, dtype=torch.float64)
+        value = loss_formula(name, lp, torch.tensor(q, dtype=torch.float64), torch.tensor(adv, dtype=torch.float64),
+                             torch.tensor(w, dtype=torch.float64), cfg)
+        np.testing.assert_allclose(sum(o["elementwise_loss"].data), float(value), rtol=1e-5, atol=1e-5)
+        total += float(value)
+    assert out.metrics["loss:sum"] == pytest.approx(total, rel=1e-5, abs=1e-5)
+
+
+def test_bad_input_is_a_readable_4xx_and_leaves_the_run_unchanged(svc, server, tokenizer):
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=8).result()
+    ids = tokenizer("Bad input must not change the run.", add_special_tokens=False).input_ids
+    before = tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
+
+    with pytest.raises(Exception, match="optim_step .* before any forward_backward"):
+        tc.optim_step(types.AdamParams(learning_rate=1e-3)).result()
+    with pytest.raises(Exception, match="outside the vocabulary"):
+        tc.forward_backward([datum(ids[:-1] + [49152])], "cross_entropy").result()
+    with pytest.raises(Exception, match="exceed the model's context"):
+        tc.forward_backward([datum([1] * 8200)], "cross_entropy").result()
+    with pytest.raises(Exception, match=r"advantages has shape \[2\], expected"):
+        tc.forward_backward([datum(ids, logprobs=[0.0] * (len(ids) - 1), advantages=[1.0, 2.0])],
+                            "importance_sampling").result()
+    with pytest.raises(Exception, match="dro.*beta|beta.*dro|loss_fn_config.beta"):
+        tc.forward_backward([datum(ids, logprobs=[0.0] * (len(ids) - 1), advantages=[1.0] * (len(ids) - 1))],
+                            "dro").result()
+    with pytest.raises(Exception, match="clip_low_thresh"):
+        tc.forward_backward([datum(ids, logprobs=[0.0] * (len(ids) - 1), advantages=[1.0] * (len(ids) - 1))],
+                            "ppo", loss_fn_config={"clip_low_thresh": 0.5}).result()
+    with pytest.raises(Exception, match="not served here"):
+        svc.create_lora_training_client(base_model="nobody/unknown-model", rank=4).result()
+    with pytest.raises(Exception):
+        tc.forward_backward([datum(ids)], "no_such_loss").result()  # the SDK refuses it before sending
+
+    # The state is unchanged: the same forward gives the same loss, and training still works.
+    assert tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == before
+    tc.forward_backward([datum(ids)], "cross_entropy").result()
+    tc.optim_step(types.AdamParams(learning_rate=1e-3)).result()
+    assert tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] < before
+
+    headers = {"X-API-Key": server.key}
+    # Unknown loss name sent directly, over JSON: 400 naming it.
+    body = {"model_id": tc.model_id, "seq_id": 0, "forward_backward_input": {
+        "loss_fn": "no_such_loss", "data": [{"model_input": {"chunks": [{"type": "encoded_text", "tokens": [1, 2]}]},
+                                             "loss_fn_inputs": {"target_tokens": {"data": [2, 3], "dtype": "int64"}}}]}}
+    r = httpx.post(server.url + "/api/v1/forward_backward", json=body, headers=headers)
+    assert r.status_code == 400 and "no_such_loss" in r.json()["detail"]
+    # Oversized body: 413 before anything is parsed.
+    r = httpx.post(server.url + "/api/v1/forward_backward", content=b"x" * (65 * 1024 * 1024),
+                   headers={**headers, "Content-Type": "application/x-protobuf"})
+    assert r.status_code == 413
+    # Unknown or expired session; missing or wrong key.
+    r = httpx.post(server.url + "/api/v1/create_model", headers=headers,
+                   json={"session_id": "ses_nope", "model_seq_id": 0, "base_model": SMOLLM2_NAME,
+                         "lora_config": {"rank": 4}})
+    assert r.status_code == 400 and "session" in r.json()["detail"]
+    r = httpx.post(server.url + "/api/v1/get_info", json={"model_id": tc.model_id})
+    assert r.status_code == 401
+    r = httpx.post(server.url + "/api/v1/get_info", json={"model_id": tc.model_id}, headers={"X-API-Key": "tml-wrong"})
+    assert r.status_code == 401
+
+
+def test_keys_are_isolated_and_limited(openrl_bin, server):
+    other = create_key(openrl_bin, server.data_dir, name="other", extra=["--token-quota", "50"])
+    mine = service_client(server, server.key).create_lora_training_client(base_model=SMOLLM2_NAME, rank=4).result()
+    r = httpx.post(server.url + "/api/v1/get_info", json={"model_id": mine.model_id}, headers={"X-API-Key": other})
+    assert r.status_code == 404
+    theirs = service_client(server, other).create_lora_training_client(base_model=SMOLLM2_NAME, rank=4).result()
+    with pytest.raises(Exception, match="token quota"):
+        theirs.forward_backward([datum(list(range(100, 160)))], "cross_entropy").result()
+    keys = [line for line in __import__("subprocess").run(
+        [str(openrl_bin), "keys", "list", "--data-dir", str(server.data_dir)], capture_output=True, text=True,
+        check=True).stdout.splitlines()]
+    assert len(keys) == 2 and all("tml-" not in k for k in keys)  # secrets are never shown again
+
+
+def test_state_survives_kill_9_bit_for_bit(openrl_bin, tmp_path, tokenizer):
+    from safetensors.torch import load_file
+
+    key = create_key(openrl_bin, tmp_path)
+    srv = Server(openrl_bin, tmp_path, extra_args=["--session-timeout", "2"]).start()
+    try:
+        svc = service_client(srv, key)
+        tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=8, seed=9).result()
+        ids = tokenizer("Checkpoints must survive a crash, bit for bit.", add_special_tokens=False).input_ids
+        adam = types.AdamParams(learning_rate=1e-3, weight_decay=0.01, grad_clip_norm=1.0)
+        for _ in range(3):
+            tc.forward_backward([datum(ids)], "cross_entropy").result()
+            tc.optim_step(adam).result()
+        path = tc.save_state("before-crash").result().path
+        tc.forward_backward([datum(ids)], "cross_entropy").result()
+        tc.optim_step(adam).result()
+        uninterrupted = tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
+        run_id = tc.model_id
+        # A session without heartbeats expires.
+        sess = httpx.post(srv.url + "/api/v1/create_session", json={"tags": [], "sdk_version": "raw"},
+                          headers={"X-API-Key": key}).json()["session_id"]
+        __import__("time").sleep(3)
+        r = httpx.post(srv.url + "/api/v1/create_model", headers={"X-API-Key": key},
+                       json={"session_id": sess, "model_seq_id": 0, "base_model": SMOLLM2_NAME,
+                             "lora_config": {"rank": 4}})
+        assert r.status_code == 400 and "expired" in r.json()["detail"]
+    finally:
+        srv.kill9()
+    srv = Server(openrl_bin, tmp_path).start()
+    try:
+        svc = service_client(srv, key)
+        tc2 = svc.create_training_client_from_state_with_optimizer(path).result()
+        again = tc2.save_state("after-restart").result().path
+        ckdir = tmp_path / "checkpoints"
+        a = ckdir / run_id / "weights" / "before-crash"
+        b = ckdir / tc2.model_id / "weights" / "after-restart"
+        for f in ("adapter_model.safetensors", "optimizer.safetensors"):
+            ta, tb = load_file(a / f), load_file(b / f)
+            assert ta.keys() == tb.keys() and len(ta) > 0
+            for k in ta:
+                assert torch.equal(ta[k], tb[k]), (f, k)
+        assert again.endswith("/weights/after-restart")
+        tc2.forward_backward([datum(ids)], "cross_entropy").result()
+        tc2.optim_step(adam).result()
+        resumed = tc2.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
+        assert resumed == uninterrupted
+        # The old run lost its unsaved state: it says so rather than training on stale weights.
+        rest = rest_client(srv, key)
+        assert rest.get_training_run(run_id).result().training_run_id == run_id
+        body = {"model_id": run_id, "seq_id": 0, "forward_backward_input": {
+            "loss_fn": "cross_entropy", "data": [{"model_input": {"chunks": [{"type": "encoded_text", "tokens": ids[:-1]}]},
+                                                  "loss_fn_inputs": {"target_tokens": {"data": ids[1:], "dtype": "int64"}}}]}}
+        headers = {"X-API-Key": key}
+        fut = httpx.post(srv.url + "/api/v1/forward_backward", json=body, headers=headers).json()["request_id"]
+        res = httpx.post(srv.url + "/api/v1/retrieve_future", json={"request_id": fut}, headers=headers, timeout=60).json()
+        assert res["category"] == "user" and "restarted" in res["error"]
+    finally:
+        srv.stop()
