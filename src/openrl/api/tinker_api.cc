@@ -13,6 +13,9 @@ using store::Tx;
 http::Response JsonOk(const Json& j) { return http::Response::JsonBody(200, j); }
 
 http::Response Problem(const Status& s, const http::Request& req) {
+  // The SDK retries every 5xx for minutes: something this server does not offer is the
+  // caller's to change, so it is a 400 that fails at once.
+  if (s.code() == ErrorCode::kUnimplemented) return http::ProblemResponse(400, "unsupported", s.message(), req.path);
   http::Response r = http::ProblemFromStatus(s, req.path);
   if (s.code() == ErrorCode::kResourceExhausted) r.headers.Set("Retry-After", "1");
   return r;
@@ -92,18 +95,16 @@ Status TinkerApi::Impl::CheckSession(const ApiKey& key, const std::string& sessi
 engine::Done TinkerApi::Impl::Completion(const std::string& future_id, const std::string& key_id, Encoder encode) {
   return [this, future_id, key_id, encode = std::move(encode)](Result<engine::Output> out) {
     keys.ReleaseSlot(key_id);
-    Status s = Status::Ok();
     if (out.ok()) {
       try {
         auto [bytes, format] = encode(*out);
-        s = futures.Complete(future_id, std::move(bytes), format);
+        futures.Complete(future_id, std::move(bytes), format);
       } catch (const std::exception& e) {
-        s = futures.Fail(future_id, StatusFromException(e, "encoding the result").message(), "server");
+        futures.Fail(future_id, StatusFromException(e, "encoding the result").message(), "server");
       }
     } else {
-      s = futures.Fail(future_id, out.status().message(), ErrorCategory(out.status()));
+      futures.Fail(future_id, out.status().message(), ErrorCategory(out.status()));
     }
-    (void)s;
   };
 }
 
@@ -126,7 +127,7 @@ http::Response TinkerApi::Impl::SubmitRunWork(const http::Request& req, const Ap
   Status s = scheduler.Submit(run_id, seq_id, std::move(work), Completion(fut->id, key.id, std::move(encode)));
   if (!s.ok()) {
     keys.ReleaseSlot(key.id);
-    (void)futures.Fail(fut->id, s.message(), ErrorCategory(s));
+    futures.Fail(fut->id, s.message(), ErrorCategory(s));
     return Problem(s, req);
   }
   return JsonOk({{"request_id", fut->id}, {"model_id", run_id}});
@@ -134,7 +135,7 @@ http::Response TinkerApi::Impl::SubmitRunWork(const http::Request& req, const Ap
 
 Result<std::string> TinkerApi::Impl::ImmediateFuture(const ApiKey& key, const std::string& kind, const Json& result) {
   OPENRL_ASSIGN_OR_RETURN(auto fut, futures.Create(kind, key.id, std::nullopt, std::nullopt, NewId("once")));
-  OPENRL_RETURN_IF_ERROR(futures.Complete(fut.id, result.dump(), "json"));
+  futures.Complete(fut.id, result.dump(), "json");
   return fut.id;
 }
 
@@ -200,8 +201,7 @@ void TinkerApi::Install(http::Router& r) {
                    {"parallel_fwdbwd_chunks", true},
                    {"proto_compress_fwdbwd", true},
                    {"sample_use_retrieve_futures", false},
-                   {"create_model_via_load_weights", false},
-                   {"use_pyqwest_transport", false}});
+                   {"create_model_via_load_weights", false}});
   }));
   r.Post("/api/v1/client/dynamic_config", im.Authed([](const http::Request&, const ApiKey&) {
     return JsonOk({{"refresh_interval_sec", 300}, {"sample_cancel_enabled", false}});
@@ -245,6 +245,19 @@ void TinkerApi::Install(http::Router& r) {
     if (!s.ok()) return Problem(s, req);
     if (n == 0) return Problem(NotFound("session '" + id + "' is unknown"), req);
     return JsonOk({{"type", "session_heartbeat"}});
+  }));
+  // ServiceClient.close(): {"reason": {"type": "success"|"errored"|"interrupted"}, "detail"}.
+  r.Post("/api/v1/sessions/{id}/finish", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    std::string id = req.PathParam("id");
+    int64_t n = 0;
+    Status s = self->db.Transaction([&](Tx& tx) -> Status {
+      OPENRL_ASSIGN_OR_RETURN(n, tx.Exec("UPDATE api_sessions SET last_heartbeat_at = ? WHERE id = ? AND key_id = ?",
+                                         {FormatIso8601Utc(SystemClock().Now()), id, key.id}));
+      return Status::Ok();
+    });
+    if (!s.ok()) return Problem(s, req);
+    if (n == 0) return Problem(NotFound("session '" + id + "' is unknown"), req);
+    return JsonOk(Json::object());
   }));
   r.Post("/api/v1/create_model", im.Authed([self](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);

@@ -312,7 +312,7 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
         }));
     if (!s.ok()) {
       self->keys.ReleaseSlot(key.id);
-      (void)self->futures.Fail(fut->id, s.message(), ErrorCategory(s));
+      self->futures.Fail(fut->id, s.message(), ErrorCategory(s));
       return Problem(s, req);
     }
     Json ids = Json::array();

@@ -4,6 +4,7 @@
 
 #include "openrl/core/clock.h"
 #include "openrl/core/ids.h"
+#include "openrl/core/log.h"
 
 namespace openrl::engine {
 namespace {
@@ -43,15 +44,60 @@ constexpr const char* kSelect =
 }  // namespace
 
 FutureStore::FutureStore(store::MetadataStore& db, FutureOptions options)
-    : db_(db), options_(options), timer_([this] { TimerLoop(); }) {}
+    : db_(db), options_(options), timer_([this] { TimerLoop(); }), writer_([this] { WriterLoop(); }) {}
 
 FutureStore::~FutureStore() {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    write_stopping_ = true;
+  }
+  write_cv_.notify_all();
+  writer_.join();  // commits what is still queued
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
   timer_.join();
+}
+
+void FutureStore::WriterLoop() {
+  std::unique_lock<std::mutex> lock(write_mu_);
+  while (true) {
+    write_cv_.wait(lock, [&] { return !outcomes_.empty() || write_stopping_; });
+    if (outcomes_.empty()) return;
+    std::vector<Outcome> batch;
+    batch.swap(outcomes_);
+    lock.unlock();
+    std::string now = Now();
+    Status s = db_.Transaction([&](Tx& tx) -> Status {
+      for (const Outcome& o : batch) {
+        if (o.state == "done") {
+          OPENRL_RETURN_IF_ERROR(tx.Exec("UPDATE futures SET state = 'done', result = ?, result_format = ?, "
+                                         "finished_at = ? WHERE id = ? AND state = 'pending'",
+                                         {Blob{o.result}, o.format, now, o.id})
+                                     .status());
+        } else {
+          OPENRL_RETURN_IF_ERROR(tx.Exec("UPDATE futures SET state = 'failed', error = ?, error_category = ?, "
+                                         "finished_at = ? WHERE id = ? AND state = 'pending'",
+                                         {o.error, o.category, now, o.id})
+                                     .status());
+        }
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) log::Write(log::Level::kError, "committing " + std::to_string(batch.size()) + " future results failed: " + s.message());
+    for (const Outcome& o : batch) Notify(o.id);
+    lock.lock();
+    written_outcomes_ += static_cast<int64_t>(batch.size());
+    written_cv_.notify_all();
+  }
+}
+
+void FutureStore::Flush() {
+  std::unique_lock<std::mutex> lock(write_mu_);
+  int64_t target = queued_outcomes_;
+  written_cv_.wait(lock, [&] { return written_outcomes_ >= target; });
 }
 
 Status FutureStore::RecoverAfterRestart() {
@@ -97,28 +143,22 @@ Result<FutureStore::Created> FutureStore::Create(const std::string& kind, const 
   return Created{id, true};
 }
 
-Status FutureStore::Complete(const std::string& id, std::string result, std::string format) {
-  OPENRL_RETURN_IF_ERROR(db_.Transaction([&](Tx& tx) -> Status {
-    return tx
-        .Exec("UPDATE futures SET state = 'done', result = ?, result_format = ?, finished_at = ? "
-              "WHERE id = ? AND state = 'pending'",
-              {Blob{std::move(result)}, format, Now(), id})
-        .status();
-  }));
-  Notify(id);
-  return Status::Ok();
+void FutureStore::Complete(const std::string& id, std::string result, std::string format) {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    outcomes_.push_back({id, "done", std::move(result), std::move(format), "", ""});
+    ++queued_outcomes_;
+  }
+  write_cv_.notify_one();
 }
 
-Status FutureStore::Fail(const std::string& id, const std::string& error, const std::string& category) {
-  OPENRL_RETURN_IF_ERROR(db_.Transaction([&](Tx& tx) -> Status {
-    return tx
-        .Exec("UPDATE futures SET state = 'failed', error = ?, error_category = ?, finished_at = ? "
-              "WHERE id = ? AND state = 'pending'",
-              {error, category, Now(), id})
-        .status();
-  }));
-  Notify(id);
-  return Status::Ok();
+void FutureStore::Fail(const std::string& id, const std::string& error, const std::string& category) {
+  {
+    std::lock_guard<std::mutex> lock(write_mu_);
+    outcomes_.push_back({id, "failed", "", "", error, category});
+    ++queued_outcomes_;
+  }
+  write_cv_.notify_one();
 }
 
 Result<FutureRecord> FutureStore::Get(const std::string& id) {

@@ -3,8 +3,10 @@
 // Results are opaque bytes with a format ("json" or "proto") chosen by the API layer.
 //
 // Waiting is event-driven: Await registers a callback that fires once when the future finishes or
-// its deadline passes (a long poll holds no thread). After a restart, RecoverAfterRestart fails
-// every future that was accepted but not finished, with a message saying why.
+// its deadline passes (a long poll holds no thread). Results are committed by a writer thread in
+// batches (one transaction, one fsync for every result that finished meanwhile), so the engine
+// never waits on the disk; waiters are woken once their result is committed. After a restart,
+// RecoverAfterRestart fails every future that was accepted but not finished, saying why.
 #pragma once
 
 #include <chrono>
@@ -61,8 +63,11 @@ class FutureStore {
   Result<Created> Create(const std::string& kind, const std::string& key_id,
                              const std::optional<std::string>& run_id, std::optional<int64_t> seq_id,
                              const std::string& request_hash);
-  Status Complete(const std::string& id, std::string result, std::string format);
-  Status Fail(const std::string& id, const std::string& error, const std::string& category);
+  // Queue the outcome for the writer; a future already finished is left as it was.
+  void Complete(const std::string& id, std::string result, std::string format);
+  void Fail(const std::string& id, const std::string& error, const std::string& category);
+  // Blocks until every queued outcome is committed (tests, shutdown).
+  void Flush();
 
   Result<FutureRecord> Get(const std::string& id);
   // Calls `done` once: with the record as soon as it is finished, or with the still-pending
@@ -79,8 +84,12 @@ class FutureStore {
     std::chrono::steady_clock::time_point deadline;
     std::function<void(Result<FutureRecord>)> done;
   };
+  struct Outcome {
+    std::string id, state, result, format, error, category;
+  };
   void Notify(const std::string& id);
   void TimerLoop();
+  void WriterLoop();
 
   store::MetadataStore& db_;
   FutureOptions options_;
@@ -89,6 +98,12 @@ class FutureStore {
   std::multimap<std::string, Waiter> waiters_;  // by future id
   bool stopping_ = false;
   std::thread timer_;
+  std::mutex write_mu_;
+  std::condition_variable write_cv_, written_cv_;
+  std::vector<Outcome> outcomes_;
+  int64_t queued_outcomes_ = 0, written_outcomes_ = 0;
+  bool write_stopping_ = false;
+  std::thread writer_;
 };
 
 }  // namespace openrl::engine

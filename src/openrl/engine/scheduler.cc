@@ -344,64 +344,93 @@ QueuedItem* Scheduler::Impl::ReadyItem(RunState& run) {
   return it == run.queue.end() ? nullptr : &it->second;
 }
 
+namespace {
+
+using ItemList = std::vector<std::pair<RunState*, QueuedItem*>>;
+
+}  // namespace
+
+// Called with `mu` held: retires executed items (each run moves to its next seq_id).
+static void Retire(ItemList& items, int64_t& queued) {
+  for (auto& [run, item] : items) {
+    if (!run->unnumbered.empty() && item == &run->unnumbered.front()) {
+      run->unnumbered.pop_front();
+    } else {
+      run->queue.erase(run->next_seq);
+      ++run->next_seq;
+    }
+    --queued;
+  }
+  items.clear();
+}
+
 void Scheduler::Impl::EngineLoop() {
   metrics::Registry& reg = metrics::DefaultRegistry();
   auto& busy = reg.Counter("openrl_engine_busy_seconds_total", "Seconds the engine spent executing clock cycles").Get();
   auto& cycles = reg.Counter("openrl_engine_cycles_total", "Clock cycles executed").Get();
-  auto& packed = reg.Histogram("openrl_engine_runs_per_pass", "Training runs packed into one forward/backward pass",
-                               {}, {1, 2, 3, 4, 8, 16, 32})
-                     .Get();
   auto& depth = reg.Gauge("openrl_engine_queued_requests", "Requests queued for the engine").Get();
+  auto run_item = [&](RunState& run, QueuedItem& item) {
+    Result<Output> out = Internal("unreachable");
+    if (auto* w = std::get_if<OptimStepWork>(&item.work)) out = RunOptimStep(run, *w);
+    if (auto* w = std::get_if<SaveWork>(&item.work)) out = RunSave(run, *w);
+    if (auto* w = std::get_if<LoadWork>(&item.work)) out = RunLoad(run, *w);
+    item.done(std::move(out));
+  };
   std::unique_lock<std::mutex> lock(mu);
+  bool was_idle = true;
   while (true) {
-    // One clock cycle: every run's ready item, plus every queued sample request.
-    std::vector<std::pair<RunState*, QueuedItem*>> fwdbwd, fwd_only, others;
+    auto nothing_ready = [&] {
+      if (!sample_queue.empty()) return false;
+      for (auto& [id, run] : runs)
+        if (ReadyItem(*run)) return false;
+      return true;
+    };
+    if (nothing_ready()) {
+      if (stopping) return;
+      was_idle = true;
+      cv.wait(lock);
+      continue;
+    }
+    if (was_idle && options.gather_window.count() > 0) {
+      // Work just arrived at an idle engine: give the other clients' requests of this step a
+      // moment to arrive, so they share the cycle instead of waiting a whole one.
+      cv.wait_for(lock, options.gather_window, [&] { return stopping; });
+    }
+    was_idle = false;
+    // Phase 1 of a clock cycle: the ready forward/backward of every run, packed.
+    ItemList fwdbwd, fwd_only;
     for (auto& [id, run] : runs) {
       QueuedItem* item = ReadyItem(*run);
       if (!item) continue;
-      if (auto* fb = std::get_if<ForwardBackwardWork>(&item->work)) {
+      if (auto* fb = std::get_if<ForwardBackwardWork>(&item->work))
         (fb->forward_only ? fwd_only : fwdbwd).emplace_back(run.get(), item);
-      } else {
-        others.emplace_back(run.get(), item);
-      }
+    }
+    lock.unlock();
+    auto t0 = std::chrono::steady_clock::now();
+    if (!fwdbwd.empty()) RunForwardBackward(fwdbwd);
+    if (!fwd_only.empty()) RunForwardBackward(fwd_only);
+    lock.lock();
+    Retire(fwdbwd, queued);
+    Retire(fwd_only, queued);
+    // Phase 2: each run's next item if it is not a forward/backward (typically the optimizer
+    // step sent right behind it), then every queued sample request in one batch.
+    ItemList others;
+    for (auto& [id, run] : runs) {
+      QueuedItem* item = ReadyItem(*run);
+      if (item && !std::holds_alternative<ForwardBackwardWork>(item->work)) others.emplace_back(run.get(), item);
     }
     std::vector<std::pair<SampleWork, Done>> samples(std::make_move_iterator(sample_queue.begin()),
                                                      std::make_move_iterator(sample_queue.end()));
     sample_queue.clear();
-    if (fwdbwd.empty() && fwd_only.empty() && others.empty() && samples.empty()) {
-      if (stopping) return;
-      cv.wait(lock);
-      continue;
-    }
     lock.unlock();
-    auto t0 = std::chrono::steady_clock::now();
-    if (!fwdbwd.empty()) packed.Observe(static_cast<double>(fwdbwd.size()));
-    if (!fwdbwd.empty()) RunForwardBackward(fwdbwd);
-    if (!fwd_only.empty()) RunForwardBackward(fwd_only);
-    for (auto& [run, item] : others) {
-      Result<Output> out = Internal("unreachable");
-      if (auto* w = std::get_if<OptimStepWork>(&item->work)) out = RunOptimStep(*run, *w);
-      if (auto* w = std::get_if<SaveWork>(&item->work)) out = RunSave(*run, *w);
-      if (auto* w = std::get_if<LoadWork>(&item->work)) out = RunLoad(*run, *w);
-      item->done(std::move(out));
-    }
+    for (auto& [run, item] : others) run_item(*run, *item);
     if (!samples.empty()) RunSamples(samples);
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     busy_seconds.store(busy_seconds.load() + dt);
     busy.Inc(dt);
     cycles.Inc();
     lock.lock();
-    for (auto* group : {&fwdbwd, &fwd_only, &others}) {
-      for (auto& [run, item] : *group) {
-        if (!run->unnumbered.empty() && item == &run->unnumbered.front()) {
-          run->unnumbered.pop_front();
-        } else {
-          run->queue.erase(run->next_seq);
-          ++run->next_seq;
-        }
-        --queued;
-      }
-    }
+    Retire(others, queued);
     queued -= static_cast<int64_t>(samples.size());
     depth.Set(static_cast<double>(queued));
   }

@@ -4,7 +4,8 @@
 //  * per run, strictly in seq_id order (chunks of one call may arrive in any order);
 //  * forward_backward items of every run that is ready are packed into one pass over the base
 //    (rows of different runs use different adapters; each run's loss and gradients stay its own);
-//  * optimizer steps, saves and loads run per adapter;
+//  * then each run's next item if it is not a forward/backward (the optimizer step a client sends
+//    right behind its forward_backward runs in the same cycle), saves and loads, per adapter;
 //  * sample items of all sessions are batched into one generation (rows with different adapters).
 // Results go back through the item's callback; the API layer encodes them and completes the
 // durable future. Checkpoints are PEFT adapter directories (+ optimizer state) under the data
@@ -13,6 +14,7 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -43,6 +45,9 @@ struct SchedulerOptions {
   int64_t max_tokens_per_pass = 16384;  // packed rows are split into passes of at most this
   int64_t max_queued_items = 4096;      // beyond: RESOURCE_EXHAUSTED (429 with Retry-After)
   int64_t max_live_runs = 64;           // adapters held in memory at once
+  // When work arrives at an idle engine, wait this long before forming the cycle so requests of
+  // other clients sent at about the same time are packed into it.
+  std::chrono::milliseconds gather_window{5};
 };
 
 // One datum of a forward/backward call: the input tokens and its loss inputs, each of shape (T,):

@@ -11,6 +11,7 @@
 #include "openrl/core/clock.h"
 #include "openrl/core/fs.h"
 #include "openrl/core/ids.h"
+#include "openrl/core/metrics.h"
 #include "openrl/engine/forward.h"
 #include "openrl/engine/scheduler_internal.h"
 #include "openrl/formats/safetensors.h"
@@ -46,6 +47,12 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
     rows_of[run->adapter.get()].push_back(static_cast<int64_t>(r - first));
   }
   OPENRL_ASSIGN_OR_RETURN(TokenBatch tb, MakeBatch(inputs, targets, base.model.config));
+  static auto& runs_per_pass = metrics::DefaultRegistry()
+                                   .Histogram("openrl_engine_runs_per_pass",
+                                              "Training runs packed into one forward/backward pass", {},
+                                              {1, 2, 3, 4, 8, 16, 32})
+                                   .Get();
+  runs_per_pass.Observe(static_cast<double>(rows_of.size()));
   model::LoraBatch lora;
   for (auto& [adapter, idx] : rows_of) {
     lora.groups.push_back({adapter, at::tensor(idx, at::kLong)});
