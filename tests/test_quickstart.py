@@ -14,7 +14,7 @@ from conftest import REPO
 
 def test_quickstart_post_trains_smollm2_and_exports_gguf(openrl_bin, real_ggufs, tmp_path):
     proc = subprocess.run([str(openrl_bin), "quickstart", "--workdir", str(tmp_path), "--model", str(real_ggufs["smollm2"]),
-                           "--steps", "3", "--train-size", "16", "--eval-size", "6"],
+                           "--steps", "3", "--train-size", "16", "--eval-size", "6", "--rl-iterations", "2"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -44,6 +44,19 @@ def test_quickstart_post_trains_smollm2_and_exports_gguf(openrl_bin, real_ggufs,
     reply = llm.create_chat_completion(messages=[{"role": "user", "content": question}], temperature=0,
                                        max_tokens=16)["choices"][0]["message"]["content"]
     assert re.fullmatch(r"\s*<answer>-?\d+</answer>\s*", reply), reply
+
+    # Stage 6 ran RL through the training API (an in-process openrl serve) and kept its state as a
+    # training checkpoint: a PEFT adapter over the tuned model the API served.
+    m = re.search(r"RL via the API\s+2 iterations in \d+s, mean reward per iteration: ([\d.]+) ([\d.]+)", out)
+    assert m and all(0.0 <= float(r) <= 1.0 for r in m.groups()), out
+    path = re.search(r"RL state\s+tinker://(\S+)/weights/quickstart-rl", out)
+    assert path, out
+    ckpt = tmp_path / "api" / "checkpoints" / path.group(1) / "weights" / "quickstart-rl"
+    served = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "smollm2-answer-format").eval()
+    rl = peft.PeftModel.from_pretrained(served, ckpt).eval()
+    with torch.no_grad():
+        assert torch.isfinite(rl(torch.tensor([[1, 2, 3]])).logits).all()
+    assert (ckpt / "optimizer.safetensors").exists()
 
 
 def test_tiny_quickstart_writes_loadable_model_tokenizer_and_adapter(openrl_bin, tmp_path):

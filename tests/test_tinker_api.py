@@ -384,3 +384,130 @@ def test_state_survives_kill_9_bit_for_bit(openrl_bin, tmp_path, tokenizer):
         assert res["category"] == "user" and "restarted" in res["error"]
     finally:
         srv.stop()
+
+
+def test_concurrent_runs_are_packed_into_one_pass_with_their_own_results(svc, server, tokenizer):
+    """Two runs' forward_backward sent together share one pass; each run's loss, logprobs and next
+    step equal what the run gets alone."""
+    texts = ["Packing keeps every run's gradients its own.", "Two adapters, one base model, one pass."]
+    ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    a = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=21).result()
+    b = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=22).result()
+    adam = types.AdamParams(learning_rate=1e-2)
+    # Make the two adapters differ, one run at a time.
+    a.forward_backward([datum(ids[0])], "cross_entropy").result()
+    a.optim_step(adam).result()
+    alone = [a.forward([datum(ids[0]), datum(ids[1])], "cross_entropy").result(),
+             b.forward([datum(ids[0]), datum(ids[1])], "cross_entropy").result()]
+
+    def passes():
+        m = server.metrics()
+        return m["openrl_engine_runs_per_pass_count"], m['openrl_engine_runs_per_pass_bucket{le="1"}']
+
+    count0, single0 = passes()
+    for _ in range(3):  # the two submits land in the same cycle (the engine gathers for a moment)
+        fa = a.forward_backward([datum(ids[0]), datum(ids[1])], "cross_entropy")
+        fb = b.forward_backward([datum(ids[0]), datum(ids[1])], "cross_entropy")
+        together = [fa.result(), fb.result()]
+        count1, single1 = passes()
+        if count1 - count0 > single1 - single0:
+            break
+        a.optim_step(types.AdamParams(learning_rate=0.0)).result()  # clear the gradients and try again
+        b.optim_step(types.AdamParams(learning_rate=0.0)).result()
+        count0, single0 = count1, single1
+    assert count1 - count0 > single1 - single0, "the two runs were never packed into one pass"
+    # Equal up to float reassociation: the packed pass pads to other shapes, so matmuls block differently.
+    for got, want in zip(together, alone):
+        assert got.metrics["loss:sum"] == pytest.approx(want.metrics["loss:sum"], rel=1e-5, abs=1e-4)
+        for g, w in zip(got.loss_fn_outputs, want.loss_fn_outputs):
+            np.testing.assert_allclose(g["logprobs"].data, w["logprobs"].data, atol=1e-4)
+
+
+def test_memory_budget_offloads_runs_and_brings_them_back_exactly(openrl_bin, tmp_path, server, svc, tokenizer):
+    """With room for one run in memory, two runs take turns: each turn offloads the other run's adapter
+    and Adam moments to disk and brings them back. Every loss equals that of the same sequence on the
+    unconstrained module server, and the offloaded state survives a kill -9."""
+    ids = tokenizer("Offloaded runs come back exactly as they left.", add_special_tokens=False).input_ids
+    adam = types.AdamParams(learning_rate=1e-3)
+
+    def turns(client_a, client_b):
+        losses = []
+        for _ in range(2):
+            for c in (client_a, client_b):
+                losses.append(c.forward_backward([datum(ids)], "cross_entropy").result().metrics["loss:sum"])
+                c.optim_step(adam).result()
+        return losses
+
+    want = turns(svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=31).result(),
+                 svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=32).result())
+    key = create_key(openrl_bin, tmp_path)
+    srv = Server(openrl_bin, tmp_path, extra_args=["--max-resident-runs", "1"]).start()
+    try:
+        small = service_client(srv, key)
+        a = small.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=31).result()
+        b = small.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=32).result()
+        assert turns(a, b) == want
+        assert srv.metrics()["openrl_engine_offloads_total"] >= 3
+        a_next = a.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
+        b.forward([datum(ids)], "cross_entropy").result()  # a is offloaded right after this cycle
+        offloaded = tmp_path / "offload" / a.model_id / "optimizer.safetensors"
+        for _ in range(100):
+            if offloaded.exists():
+                break
+            __import__("time").sleep(0.1)
+        assert offloaded.exists()
+    finally:
+        srv.kill9()
+    srv = Server(openrl_bin, tmp_path, extra_args=["--max-resident-runs", "1"]).start()
+    try:
+        body = {"model_id": a.model_id, "seq_id": 0, "forward_backward_input": {
+            "loss_fn": "cross_entropy", "forward_only": True,
+            "data": [{"model_input": {"chunks": [{"type": "encoded_text", "tokens": ids[:-1]}]},
+                      "loss_fn_inputs": {"target_tokens": {"data": ids[1:], "dtype": "int64"}}}]}}
+        headers = {"X-API-Key": key, "Accept": "application/x-protobuf"}
+        fut = httpx.post(srv.url + "/api/v1/forward_backward", json=body, headers=headers).json()["request_id"]
+        res = httpx.post(srv.url + "/api/v1/retrieve_future", json={"request_id": fut}, headers=headers, timeout=60)
+        assert res.headers["content-type"] == "application/x-protobuf", res.text
+        from tinker.proto.response_conv import deserialize_forward_backward_output
+        assert deserialize_forward_backward_output(res.content).metrics["loss:sum"] == a_next
+    finally:
+        srv.stop()
+
+
+def test_full_finetuning_run_trains_every_weight_and_saves_a_model_directory(svc, server, tokenizer):
+    """LoRA rank 0 asks for full fine-tuning (beyond Tinker): a private copy of every weight, its own
+    passes, checkpoints as full Hugging Face directories that transformers loads; sampling from its
+    weights agrees with compute_logprobs."""
+    import transformers
+
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=0).result()
+    info = tc.get_info()
+    assert info.is_lora is False and info.lora_rank is None
+    ids = tokenizer("Full fine-tuning moves every weight of the model.", add_special_tokens=False).input_ids
+    losses = []
+    for _ in range(3):
+        losses.append(tc.forward_backward([datum(ids)], "cross_entropy").result().metrics["loss:sum"])
+        tc.optim_step(types.AdamParams(learning_rate=1e-4)).result()
+    assert losses[2] < losses[1] < losses[0], losses
+    after = tc.forward([datum(ids)], "cross_entropy").result()
+    path = tc.save_weights_for_sampler("full").result().path
+    run_dir = server.data_dir / "checkpoints" / tc.model_id / "sampler_weights" / "full"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(run_dir, torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        logits = hf(torch.tensor([ids[:-1]])).logits[0]
+    theirs = torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+    np.testing.assert_allclose(after.loss_fn_outputs[0]["logprobs"].data, theirs.numpy(), atol=1e-4)
+    # Another LoRA run on the same base is untouched by this run's training.
+    other = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=40).result()
+    base_loss = other.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
+    assert base_loss == pytest.approx(losses[0], rel=1e-5)
+    sampler = svc.create_sampling_client(model_path=path).result()
+    prompt = ids[:5]
+    res = sampler.sample(prompt=types.ModelInput.from_ints(prompt), num_samples=1,
+                         sampling_params=types.SamplingParams(max_tokens=5, temperature=1.0, seed=3)).result()
+    lp = sampler.compute_logprobs(types.ModelInput.from_ints(prompt + res.sequences[0].tokens)).result()
+    np.testing.assert_allclose(lp[len(prompt):], res.sequences[0].logprobs, atol=1e-4)
+    # save_state / load_state round trip into a new full fine-tuning run.
+    state = tc.save_state("full-state").result().path
+    again = svc.create_training_client_from_state_with_optimizer(state).result()
+    assert again.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == after.metrics["loss:sum"]

@@ -163,10 +163,14 @@ Json CheckpointJson(const engine::CheckpointInfo& c) {
 }
 
 Json RunJson(engine::Scheduler& scheduler, const engine::RunInfo& r) {
-  Json j = {{"training_run_id", r.id},       {"base_model", r.base_model},
-            {"model_owner", r.key_id},        {"is_lora", true},
-            {"corrupted", false},             {"lora_rank", r.lora.rank},
-            {"last_request_time", r.last_request_at}, {"user_metadata", StringMap(r.user_metadata)}};
+  Json j = {{"training_run_id", r.id},
+            {"base_model", r.base_model},
+            {"model_owner", r.key_id},
+            {"is_lora", !r.full_finetune},
+            {"corrupted", false},
+            {"lora_rank", r.full_finetune ? Json() : Json(r.lora.rank)},
+            {"last_request_time", r.last_request_at},
+            {"user_metadata", StringMap(r.user_metadata)}};
   j["last_checkpoint"] = nullptr;
   j["last_sampler_checkpoint"] = nullptr;
   auto ckpts = scheduler.Checkpoints(r.id);
@@ -290,8 +294,8 @@ void TinkerApi::Install(http::Router& r) {
     return JsonOk({{"type", "get_info"},
                    {"model_id", run.id},
                    {"model_data", {{"arch", "transformer"}, {"model_name", run.base_model}, {"tokenizer_id", dir}}},
-                   {"is_lora", true},
-                   {"lora_rank", run.lora.rank},
+                   {"is_lora", !run.full_finetune},
+                   {"lora_rank", run.full_finetune ? Json() : Json(run.lora.rank)},
                    {"model_name", run.base_model}});
   }));
   r.Post("/api/v1/unload_model", im.Authed([self](const http::Request& req, const ApiKey& key) {
@@ -306,7 +310,9 @@ void TinkerApi::Install(http::Router& r) {
     std::string path = body.value("tinker_path", std::string());
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo c, self->scheduler.Checkpoint(path), req);
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, c.run_id), req);
-    return JsonOk({{"base_model", run.base_model}, {"is_lora", true}, {"lora_rank", run.lora.rank}});
+    return JsonOk({{"base_model", run.base_model},
+                   {"is_lora", !run.full_finetune},
+                   {"lora_rank", run.full_finetune ? Json() : Json(run.lora.rank)}});
   }));
   r.Get("/api/v1/training_runs", im.Authed([self](const http::Request& req, const ApiKey& key) {
     int64_t limit = std::stoll(req.Query("limit").value_or("20"));

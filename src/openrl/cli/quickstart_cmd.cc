@@ -4,12 +4,16 @@
 //      format, `<answer>NUMBER</answer>`, and getting the number right (greedy, held-out set);
 //   3. post-train it with a LoRA adapter on examples of that behaviour (prompt tokens masked);
 //   4. measure again, save the adapter (PEFT layout), and export base+adapter as a q8_0 GGUF
-//      that llama.cpp and Ollama load.
+//      that llama.cpp and Ollama load;
+//   5. reinforcement learning through the training API (quickstart_rl.cc): an in-process
+//      `openrl serve` serves the tuned model, a client samples groups of answers, rewards the
+//      right ones and trains a LoRA with the importance_sampling loss; the reward rises.
 // `--tiny` runs the older from-scratch loop on a tiny model instead (quickstart_tiny.cc).
 #include <ATen/Parallel.h>
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -38,14 +42,10 @@ struct Options {
   int64_t rank = 16;
   double lr = 2e-3;
   bool export_gguf = true;
+  int64_t rl_iterations = 12;
   int threads = 0;
   bool tiny = false;
   TinyOptions tiny_opts;
-};
-
-struct Problem {
-  std::string question;
-  int64_t answer = 0;
 };
 
 // Two-digit additions and subtractions, deterministic, no problem in both sets.
@@ -95,19 +95,13 @@ Result<Score> Evaluate(const Model& m, const model::LoraAdapter* adapter, const 
     reqs.push_back(std::move(r));
   }
   OPENRL_ASSIGN_OR_RETURN(auto results, engine::Generate(*m.md.model, reqs, m.tok.get()));
-  static const std::regex kFormat(R"(^\s*<answer>(-?\d+)</answer>\s*$)"), kInt(R"(-?\d+)");
   Score s;
   for (size_t i = 0; i < results.size(); ++i) {
     std::string out = m.tok->Decode(results[i].tokens, true);
-    std::smatch match;
-    bool format = std::regex_match(out, match, kFormat);
-    std::string last;
-    for (auto it = std::sregex_iterator(out.begin(), out.end(), kInt); it != std::sregex_iterator(); ++it)
-      last = it->str();
-    bool number = !last.empty() && last == std::to_string(problems[i].answer);
-    s.format += format;
-    s.number += number;
-    s.both += format && number;
+    Verdict v = Check(out, problems[i].answer);
+    s.format += v.format;
+    s.number += v.number;
+    s.both += v.format && v.number;
     s.outputs.push_back(out);
   }
   for (double* v : {&s.format, &s.number, &s.both}) *v = 100.0 * *v / static_cast<double>(problems.size());
@@ -150,18 +144,18 @@ int Run(const Options& o) {
   if (o.tiny) return RunTiny(o.tiny_opts);
   auto fail = [](const Status& s) { return PrintError(s); };
   std::cerr << "OpenRL quickstart — post-training a real model (SmolLM2-135M-Instruct) with LoRA\n\n"
-            << "[1/5] loading " << o.model << "\n";
+            << "[1/6] loading " << o.model << "\n";
   auto base = LoadBase(o);
   if (!base.ok()) return fail(base.status());
   Model& m = *base;
   std::vector<Problem> train, eval;
   MakeProblems(o.train_size, o.eval_size, train, eval);
 
-  std::cerr << "[2/5] measuring the base model on " << eval.size() << " held-out questions\n";
+  std::cerr << "[2/6] measuring the base model on " << eval.size() << " held-out questions\n";
   auto before = Evaluate(m, nullptr, eval);
   if (!before.ok()) return fail(before.status());
 
-  std::cerr << Format("[3/5] LoRA (rank %lld) on %zu examples of the format, %lld steps of %lld\n",
+  std::cerr << Format("[3/6] LoRA (rank %lld) on %zu examples of the format, %lld steps of %lld\n",
                       static_cast<long long>(o.rank), train.size(), static_cast<long long>(o.steps),
                       static_cast<long long>(o.batch));
   std::vector<std::vector<int32_t>> rows;
@@ -188,19 +182,42 @@ int Run(const Options& o) {
   }
   adapter->SetRequiresGrad(false);
 
-  std::cerr << "[4/5] measuring base+LoRA on the same questions\n";
+  std::cerr << "[4/6] measuring base+LoRA on the same questions\n";
   auto after = Evaluate(m, adapter.get(), eval);
   if (!after.ok()) return fail(after.status());
   std::string adapter_dir = o.workdir + "/answer-format-lora";
   if (auto s = model::SavePeftAdapter(*adapter, adapter_dir, m.dir); !s.ok()) return fail(s);
 
   std::string gguf_out = o.workdir + "/smollm2-answer-format.q8_0.gguf";
-  if (o.export_gguf) {
-    std::cerr << "[5/5] merging the adapter and exporting " << gguf_out << "\n";
+  std::string merged_dir = o.workdir + "/smollm2-answer-format";
+  if (o.export_gguf || o.rl_iterations > 0) {
     if (auto s = model::MergeAdapter(*m.md.model, *adapter); !s.ok()) return fail(s);
+  }
+  if (o.export_gguf) {
+    std::cerr << "[5/6] merging the adapter and exporting " << gguf_out << "\n";
     if (auto s = model::ExportGguf(*m.md.model, m.dir, gguf_out, model::ExportType::kQ8_0, "SmolLM2-135M-Instruct+answer-format");
         !s.ok())
       return fail(s);
+  }
+  std::optional<RlResult> rl;
+  if (o.rl_iterations > 0) {
+    std::cerr << Format("[6/6] RL through the training API: %lld iterations over 16 questions x 4 samples, reward = "
+                        "right answer in format\n",
+                        static_cast<long long>(o.rl_iterations));
+    model::SaveOptions save;
+    save.tokenizer_from = m.dir;
+    save.generation_config = m.md.generation_config;
+    if (auto s = model::SaveModelDir(*m.md.model, merged_dir, save); !s.ok()) return fail(s);
+    RlOptions ro;
+    ro.model_dir = merged_dir;
+    ro.workdir = o.workdir;
+    ro.iterations = o.rl_iterations;
+    ro.eos = m.eos;
+    auto r = RunRlThroughApi(
+        ro, train, eval, [&](const Problem& p) { return PromptIds(m, p); },
+        [&](const std::vector<int32_t>& t) { return m.tok->Decode(t, true); });
+    if (!r.ok()) return fail(r.status());
+    rl = *r;
   }
 
   std::cout << "\n== OpenRL quickstart summary ==\n";
@@ -214,6 +231,15 @@ int Run(const Options& o) {
   std::cout << Format("  follows <answer>N</answer>    %6.1f%%   %6.1f%%\n", before->format, after->format);
   std::cout << Format("  right number (any form)       %6.1f%%   %6.1f%%\n", before->number, after->number);
   std::cout << Format("  both                          %6.1f%%   %6.1f%%\n", before->both, after->both);
+  if (rl) {
+    std::string curve;
+    for (double r : rl->rewards) curve += Format(" %.2f", r);
+    std::cout << Format("RL via the API  %zu iterations in %.0fs, mean reward per iteration:%s\n", rl->rewards.size(),
+                        rl->seconds, curve.c_str());
+    std::cout << Format("  held out, right and in format (greedy, via the API): tuned model %.1f%% -> +RL %.1f%%\n",
+                        rl->before, rl->after);
+    std::cout << "  RL state      " << rl->checkpoint << "  (in " << o.workdir << "/api)\n";
+  }
   PrintSamples(eval, *before, *after);
   std::cout << "\nNext: openrl generate --model " << o.model << " --adapter " << adapter_dir << "\n";
   return 0;
@@ -232,6 +258,8 @@ void Install(CLI::App& app) {
   sub->add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
   sub->add_option("--threads", o->threads, "CPU threads (0 = all)");
   sub->add_flag("!--no-export", o->export_gguf, "skip the GGUF export");
+  sub->add_option("--rl-iterations", o->rl_iterations, "RL iterations through the training API (0: skip)")
+      ->capture_default_str();
   sub->add_flag("--tiny", o->tiny, "the fast from-scratch loop on a tiny model instead");
   sub->add_option("--data", o->tiny_opts.data_dir, "--tiny: directory with addition.txt and subtraction.txt");
   sub->add_option("--pretrain-steps", o->tiny_opts.pretrain_steps, "--tiny: pre-training steps");
@@ -244,6 +272,18 @@ void Install(CLI::App& app) {
 }
 
 }  // namespace
+
+Verdict Check(const std::string& reply, int64_t answer) {
+  static const std::regex kFormat(R"(^\s*<answer>(-?\d+)</answer>\s*$)"), kInt(R"(-?\d+)");
+  std::smatch match;
+  Verdict v;
+  v.format = std::regex_match(reply, match, kFormat);
+  std::string last;
+  for (auto it = std::sregex_iterator(reply.begin(), reply.end(), kInt); it != std::sregex_iterator(); ++it)
+    last = it->str();
+  v.number = !last.empty() && last == std::to_string(answer);
+  return v;
+}
 
 OPENRL_CLI_COMMAND("quickstart", Install);
 

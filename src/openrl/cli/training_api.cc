@@ -20,6 +20,8 @@ Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& 
   so.data_dir = data_dir;
   OPENRL_ASSIGN_OR_RETURN(so.dtype, model::ParseDtype(o.dtype));
   so.max_tokens_per_pass = o.max_tokens_per_pass;
+  if (o.max_resident_runs < 1) return InvalidArgument("--max-resident-runs must be at least 1");
+  so.max_resident_runs = o.max_resident_runs;
   t->scheduler = std::make_unique<engine::Scheduler>(*t->db, so);
   for (const std::string& spec : o.base_models) {
     size_t eq = spec.find('=');

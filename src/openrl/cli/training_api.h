@@ -22,6 +22,7 @@ struct TrainingApiOptions {
   std::string api_key;  // a tml-… key registered at start if new (e.g. from a secret store)
   int64_t max_tokens_per_pass = 16384;
   int64_t session_timeout_seconds = 1800;
+  int64_t max_resident_runs = 64;  // beyond: least recently used run states offloaded to disk
 };
 
 struct TrainingApi {

@@ -62,6 +62,20 @@ Result<TinkerPath> ParseTinkerPath(const std::string& path) {
   return p;
 }
 
+std::unique_ptr<model::Transformer> CopyWeights(const model::Transformer& m, at::ScalarType dtype) {
+  std::map<std::string, at::Tensor> weights;
+  for (auto& [name, t] : m.NamedParameters()) weights[name] = t;
+  auto copy = model::Transformer::Load(
+      m.config(),
+      [&](const std::string& name) -> Result<at::Tensor> {
+        auto it = weights.find(name);
+        if (it == weights.end()) return NotFound("weight " + name);
+        return it->second.detach().to(dtype).clone();
+      },
+      dtype, m.device());
+  return copy.ok() ? std::move(copy).value() : nullptr;
+}
+
 Scheduler::Scheduler(store::MetadataStore& db, SchedulerOptions options)
     : impl_(std::make_unique<Impl>(db, std::move(options))) {}
 
@@ -162,6 +176,14 @@ Result<RunInfo> RunInfoFromRow(const Row& row) {
   OPENRL_ASSIGN_OR_RETURN(r.last_request_at, row.Text("last_request_at"));
   Json lj = Json::parse(lora, nullptr, false);
   if (lj.is_discarded()) return DataLoss("training run " + r.id + ": lora_config is not JSON");
+  if (lj.value("openrl_full_finetune", false)) {
+    r.full_finetune = true;
+    r.lora.rank = 0;
+    r.lora.targets.clear();
+    r.user_metadata = Json::parse(meta, nullptr, false);
+    if (r.user_metadata.is_discarded()) r.user_metadata = Json::object();
+    return r;
+  }
   OPENRL_ASSIGN_OR_RETURN(r.lora, model::LoraConfigFromPeft(lj, "training run " + r.id));
   r.train_unembed = r.lora.targets.count(model::LinearKind::kLmHead) > 0;
   r.user_metadata = Json::parse(meta, nullptr, false);
@@ -189,8 +211,10 @@ Status Scheduler::Start() {
     for (const Row& row : rows) {
       OPENRL_ASSIGN_OR_RETURN(RunInfo info, RunInfoFromRow(row));
       auto run = std::make_unique<RunState>();
-      info.live = false;  // its adapter lived in the previous process's memory
+      info.live = false;  // its adapter lived in the previous process's memory...
       run->info = info;
+      // ...unless it had been offloaded: that state is whole (nothing ran after it was written).
+      run->offloaded = stdfs::exists(impl_->options.data_dir + "/offload/" + info.id + "/optimizer.safetensors");
       impl_->runs[info.id] = std::move(run);
     }
   }
@@ -222,35 +246,40 @@ Result<RunInfo> Scheduler::CreateRun(const std::string& run_id, const std::strin
                                      const std::string& session_id, const std::string& base_model,
                                      const model::LoraConfig& lora, bool train_unembed, uint64_t seed,
                                      const Json& user_metadata) {
-  OPENRL_RETURN_IF_ERROR(lora.Validate());
+  bool full = lora.rank == 0;
+  if (!full) OPENRL_RETURN_IF_ERROR(lora.Validate());
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     if (impl_->runs.count(run_id)) return AlreadyExists("model_id '" + run_id + "' already exists");
   }
   OPENRL_ASSIGN_OR_RETURN(LoadedBase * base, impl_->LoadBase(base_model));
-  {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    int64_t live = 0;
-    for (auto& [id, r] : impl_->runs) live += r->adapter != nullptr;
-    if (live >= impl_->options.max_live_runs)
-      return ResourceExhausted("this server holds " + std::to_string(live) +
-                               " live training runs, its limit; try again later");
-  }
   auto run = std::make_unique<RunState>();
   run->info.id = run_id;
   run->info.key_id = key_id;
   run->info.session_id = session_id;
   run->info.base_model = base_model;
   run->info.lora = lora;
-  run->info.train_unembed = train_unembed;
+  run->info.train_unembed = full || train_unembed;
+  run->info.full_finetune = full;
   run->info.live = true;
   run->info.user_metadata = user_metadata.is_object() ? user_metadata : Json::object();
   run->info.created_at = run->info.last_request_at = NowIso();
   run->base = base;
-  run->adapter = model::LoraAdapter::Create(base->model.config, lora, at::kFloat, at::kCPU, seed);
-  run->adapter->SetRequiresGrad(true);
-  run->optimizer = std::make_unique<AdamW>(run->adapter->Parameters());
-  std::string lora_json = model::LoraConfigToPeft(lora, base_model).dump();
+  std::string lora_json;
+  if (full) {
+    run->own = CopyWeights(*base->model.model, at::kFloat);
+    if (!run->own) return Internal("could not copy the weights of '" + base_model + "' for full fine-tuning");
+    run->own->SetRequiresGrad(true);
+    std::vector<at::Tensor> params;
+    for (auto& [name, t] : run->own->NamedParameters()) params.push_back(t);
+    run->optimizer = std::make_unique<AdamW>(std::move(params));
+    lora_json = Json{{"openrl_full_finetune", true}}.dump();
+  } else {
+    run->adapter = model::LoraAdapter::Create(base->model.config, lora, at::kFloat, at::kCPU, seed);
+    run->adapter->SetRequiresGrad(true);
+    run->optimizer = std::make_unique<AdamW>(run->adapter->Parameters());
+    lora_json = model::LoraConfigToPeft(lora, base_model).dump();
+  }
   OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
     return tx
         .Exec("INSERT INTO training_runs (id, session_id, key_id, base_model, lora_rank, lora_config, user_metadata, "
@@ -270,7 +299,8 @@ Result<RunInfo> Scheduler::Run(const std::string& run_id) {
   auto it = impl_->runs.find(run_id);
   if (it == impl_->runs.end()) return NotFound("model_id '" + run_id + "' is not a training run of this server");
   RunInfo info = it->second->info;
-  info.live = it->second->adapter != nullptr;
+  info.live = it->second->resident() || it->second->offloaded;
+  info.offloaded = it->second->offloaded;
   return info;
 }
 
@@ -280,7 +310,8 @@ std::vector<RunInfo> Scheduler::Runs(const std::optional<std::string>& key_id) {
   for (auto& [id, run] : impl_->runs) {
     if (key_id && run->info.key_id != *key_id) continue;
     out.push_back(run->info);
-    out.back().live = run->adapter != nullptr;
+    out.back().live = run->resident() || run->offloaded;
+    out.back().offloaded = run->offloaded;
   }
   return out;
 }
@@ -407,6 +438,8 @@ void Scheduler::Impl::EngineLoop() {
     }
     lock.unlock();
     auto t0 = std::chrono::steady_clock::now();
+    for (auto* list : {&fwdbwd, &fwd_only})
+      for (auto& [run, item] : *list) (void)EnsureResident(*run);  // a failure shows when the item runs
     if (!fwdbwd.empty()) RunForwardBackward(fwdbwd);
     if (!fwd_only.empty()) RunForwardBackward(fwd_only);
     lock.lock();
@@ -423,7 +456,10 @@ void Scheduler::Impl::EngineLoop() {
                                                      std::make_move_iterator(sample_queue.end()));
     sample_queue.clear();
     lock.unlock();
-    for (auto& [run, item] : others) run_item(*run, *item);
+    for (auto& [run, item] : others) {
+      (void)EnsureResident(*run);
+      run_item(*run, *item);
+    }
     if (!samples.empty()) RunSamples(samples);
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     busy_seconds.store(busy_seconds.load() + dt);
@@ -433,6 +469,9 @@ void Scheduler::Impl::EngineLoop() {
     Retire(others, queued);
     queued -= static_cast<int64_t>(samples.size());
     depth.Set(static_cast<double>(queued));
+    lock.unlock();
+    EnforceMemoryBudget();
+    lock.lock();
   }
 }
 

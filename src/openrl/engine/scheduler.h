@@ -44,7 +44,9 @@ struct SchedulerOptions {
   at::ScalarType dtype = at::kFloat;    // base weights; adapters are always fp32
   int64_t max_tokens_per_pass = 16384;  // packed rows are split into passes of at most this
   int64_t max_queued_items = 4096;      // beyond: RESOURCE_EXHAUSTED (429 with Retry-After)
-  int64_t max_live_runs = 64;           // adapters held in memory at once
+  // Adapters (with their AdamW moments) held in memory; beyond, the least recently used runs are
+  // offloaded to <data_dir>/offload and brought back when their next request runs.
+  int64_t max_resident_runs = 64;
   // When work arrives at an idle engine, wait this long before forming the cycle so requests of
   // other clients sent at about the same time are packed into it.
   std::chrono::milliseconds gather_window{5};
@@ -117,6 +119,8 @@ struct RunInfo {
   model::LoraConfig lora;
   bool train_unembed = false;
   bool live = false;  // false: its in-memory state was lost (restart) until a load_state
+  bool offloaded = false;  // its state is on disk (memory budget) and comes back when it is used
+  bool full_finetune = false;  // LoRA rank 0: trains a private copy of every base weight
   Json user_metadata = Json::object();
   std::string created_at, last_request_at;
 };
@@ -159,6 +163,9 @@ class Scheduler {
   void Stop();     // finishes the current cycle, fails queued items
 
   // Creates run `run_id` with a fresh adapter (A from `seed`, B = 0); loads the base if needed.
+  // LoRA rank 0 asks for full fine-tuning instead (beyond what Tinker offers): the run trains a
+  // private fp32 copy of every base weight, in passes of its own, with AdamW over all of them
+  // (about 4x the model's fp32 size in memory); its checkpoints are full Hugging Face directories.
   // ALREADY_EXISTS when the id is taken.
   Result<RunInfo> CreateRun(const std::string& run_id, const std::string& key_id, const std::string& session_id,
                             const std::string& base_model, const model::LoraConfig& lora, bool train_unembed,

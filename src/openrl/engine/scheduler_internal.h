@@ -26,18 +26,24 @@ struct QueuedItem {
 struct RunState {
   RunInfo info;
   LoadedBase* base = nullptr;
-  std::unique_ptr<model::LoraAdapter> adapter;  // null while not live
+  std::unique_ptr<model::LoraAdapter> adapter;  // null while not live (and for full fine-tuning)
+  std::unique_ptr<model::Transformer> own;       // full fine-tuning: the run's trainable weights
   std::unique_ptr<AdamW> optimizer;
   int64_t next_seq = 1;                      // the seq_id that runs next
   std::map<int64_t, QueuedItem> queue;       // by seq_id
   std::deque<QueuedItem> unnumbered;         // seq_id 0: run before the next numbered item
   std::set<int64_t> skipped;                 // seq_ids refused before they were queued
+  bool offloaded = false;                    // adapter + optimizer state written to the offload dir
+  bool resident() const { return adapter != nullptr || own != nullptr; }
+  const model::Transformer& model() const { return own ? *own : *base->model.model; }
+  std::chrono::steady_clock::time_point last_used{};
 };
 
 struct SamplerState {
   SamplingSessionInfo info;
   LoadedBase* base = nullptr;
   std::shared_ptr<const model::LoraAdapter> adapter;  // null: the base model alone
+  std::shared_ptr<const model::Transformer> weights;  // full fine-tuning snapshot (instead of the base)
 };
 
 struct Scheduler::Impl {
@@ -70,11 +76,16 @@ struct Scheduler::Impl {
   QueuedItem* ReadyItem(RunState& run);
 
   // scheduler_train.cc
+  // Brings an offloaded run's state back into memory (engine thread).
+  Status EnsureResident(RunState& run);
+  // Offloads the least recently used resident runs beyond the budget, sparing `busy` ones.
+  void EnforceMemoryBudget();
   void RunForwardBackward(std::vector<std::pair<RunState*, QueuedItem*>>& batch);
   Result<Output> RunOptimStep(RunState& run, const OptimStepWork& work);
   Result<Output> RunSave(RunState& run, const SaveWork& work);
   Result<Output> RunLoad(RunState& run, const LoadWork& work);
-  Result<std::shared_ptr<const model::LoraAdapter>> LoadSamplerAdapter(const LoadedBase& base, const std::string& path);
+  // The weights a sampling session on a saved checkpoint uses: a LoRA adapter, or full weights.
+  Status LoadSamplerWeights(const std::string& path, SamplerState& sampler);
 
   // scheduler_sample.cc
   void RunSamples(std::vector<std::pair<SampleWork, Done>>& batch);
@@ -82,5 +93,7 @@ struct Scheduler::Impl {
 
 std::string CheckpointKindSegment(CheckpointKind kind);  // "weights" | "sampler_weights"
 std::string NowIso();
+// A deep copy of every weight (for full fine-tuning: a private copy of a base, or a snapshot).
+std::unique_ptr<model::Transformer> CopyWeights(const model::Transformer& m, at::ScalarType dtype);
 
 }  // namespace openrl::engine

@@ -26,7 +26,7 @@ Result<SamplingSessionInfo> Scheduler::CreateSamplingSession(const std::string& 
   if (base_name.empty()) return InvalidArgument("a sampling session needs base_model or model_path");
   OPENRL_ASSIGN_OR_RETURN(sampler->base, impl_->LoadBase(base_name));
   if (!model_path.empty()) {
-    OPENRL_ASSIGN_OR_RETURN(sampler->adapter, impl_->LoadSamplerAdapter(*sampler->base, model_path));
+    OPENRL_RETURN_IF_ERROR(impl_->LoadSamplerWeights(model_path, *sampler));
     sampler->info.model_path = model_path;
   }
   sampler->info.id = NewId("smp");
@@ -65,7 +65,7 @@ Result<SamplingSessionInfo> Scheduler::SamplingSession(const std::string& id) {
                               "weights again and create a new sampling client");
   auto sampler = std::make_unique<SamplerState>();
   OPENRL_ASSIGN_OR_RETURN(sampler->base, impl_->LoadBase(base));
-  OPENRL_ASSIGN_OR_RETURN(sampler->adapter, impl_->LoadSamplerAdapter(*sampler->base, *path));
+  OPENRL_RETURN_IF_ERROR(impl_->LoadSamplerWeights(*path, *sampler));
   sampler->info = {id, base, path};
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto [it, inserted] = impl_->samplers.emplace(id, std::move(sampler));
@@ -78,7 +78,14 @@ void Scheduler::Impl::RunSamples(std::vector<std::pair<SampleWork, Done>>& batch
     size_t request;
     int64_t sample;
   };
-  std::map<LoadedBase*, std::pair<std::vector<SampleRequest>, std::vector<Owner>>> by_base;
+  // Grouped by the weights they run on: a base (with per-row adapters) or a full-weights snapshot.
+  struct Group {
+    const model::Transformer* weights = nullptr;
+    const tokenizer::Tokenizer* tokenizer = nullptr;
+    std::vector<SampleRequest> requests;
+    std::vector<Owner> owners;
+  };
+  std::map<const model::Transformer*, Group> by_base;
   std::vector<SampleOutput> outs(batch.size());
   std::vector<Status> errors(batch.size(), Status::Ok());
   std::random_device rd;
@@ -101,7 +108,12 @@ void Scheduler::Impl::RunSamples(std::vector<std::pair<SampleWork, Done>>& batch
     }
     outs[i].sequences.resize(static_cast<size_t>(w.num_samples));
     uint64_t seed = w.params.seed ? *w.params.seed : (static_cast<uint64_t>(rd()) << 32 | rd());
-    auto& [requests, owners] = by_base[sampler->base];
+    const model::Transformer* weights = sampler->weights ? sampler->weights.get() : sampler->base->model.model.get();
+    Group& group = by_base[weights];
+    group.weights = weights;
+    group.tokenizer = sampler->base->tokenizer.get();
+    auto& requests = group.requests;
+    auto& owners = group.owners;
     for (int64_t s = 0; s < w.num_samples; ++s) {
       SampleRequest r;
       r.prompt = w.prompt;
@@ -116,11 +128,12 @@ void Scheduler::Impl::RunSamples(std::vector<std::pair<SampleWork, Done>>& batch
       owners.push_back({i, s});
     }
   }
-  for (auto& [base, rows] : by_base) {
-    auto& [requests, owners] = rows;
+  for (auto& [key, group] : by_base) {
+    auto& requests = group.requests;
+    auto& owners = group.owners;
     Result<std::vector<SampleResult>> results = Internal("not run");
     try {
-      results = Generate(*base->model.model, requests, base->tokenizer.get());
+      results = Generate(*group.weights, requests, group.tokenizer);
     } catch (const std::exception& e) {
       results = StatusFromException(e, "sampling");
     }

@@ -6,11 +6,13 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "openrl/core/clock.h"
 #include "openrl/core/fs.h"
 #include "openrl/core/ids.h"
+#include "openrl/core/log.h"
 #include "openrl/core/metrics.h"
 #include "openrl/engine/forward.h"
 #include "openrl/engine/scheduler_internal.h"
@@ -35,7 +37,9 @@ struct PackedRow {
 Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, const std::vector<PackedRow>& rows,
                size_t first, size_t last, bool train, std::vector<ForwardBackwardOutput>& outs,
                std::vector<Status>& errors) {
-  const LoadedBase& base = *batch[rows[first].item].first->base;
+  const RunState& first_run = *batch[rows[first].item].first;
+  const LoadedBase& base = *first_run.base;
+  const model::Transformer& weights = first_run.model();  // the base, or a full fine-tuning run's own
   std::vector<std::vector<int32_t>> inputs, targets;
   std::map<const model::LoraAdapter*, std::vector<int64_t>> rows_of;
   for (size_t r = first; r < last; ++r) {
@@ -44,7 +48,7 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
     inputs.push_back(d.tokens);
     at::Tensor t = d.loss_inputs.at("target_tokens").to(at::kInt).contiguous();
     targets.emplace_back(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel());
-    rows_of[run->adapter.get()].push_back(static_cast<int64_t>(r - first));
+    if (run->adapter) rows_of[run->adapter.get()].push_back(static_cast<int64_t>(r - first));
   }
   OPENRL_ASSIGN_OR_RETURN(TokenBatch tb, MakeBatch(inputs, targets, base.model.config));
   static auto& runs_per_pass = metrics::DefaultRegistry()
@@ -58,7 +62,7 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
     lora.groups.push_back({adapter, at::tensor(idx, at::kLong)});
   }
   at::AutoGradMode grad_mode(train);
-  at::Tensor logprobs = TargetLogprobs(*base.model.model, tb, &lora);
+  at::Tensor logprobs = TargetLogprobs(weights, tb, lora.groups.empty() ? nullptr : &lora);
   std::vector<at::Tensor> losses;
   for (size_t r = first; r < last; ++r) {
     size_t i = rows[r].item;
@@ -92,14 +96,15 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
 void Scheduler::Impl::RunForwardBackward(std::vector<std::pair<RunState*, QueuedItem*>>& batch) {
   std::vector<ForwardBackwardOutput> outs(batch.size());
   std::vector<Status> errors(batch.size(), Status::Ok());
-  // Rows grouped by base model (one pass never mixes bases), then cut into passes by tokens.
-  std::map<LoadedBase*, std::vector<PackedRow>> by_base;
+  // Rows grouped by the weights they run on — a base model (shared by its LoRA runs) or a full
+  // fine-tuning run's own — then cut into passes by tokens.
+  std::map<const void*, std::vector<PackedRow>> by_base;
   bool train = false;
   for (size_t i = 0; i < batch.size(); ++i) {
     auto& [run, item] = batch[i];
     const auto& work = std::get<ForwardBackwardWork>(item->work);
     train = !work.forward_only;
-    if (!run->adapter) {
+    if (!run->resident()) {
       errors[i] = FailedPrecondition("model " + run->info.id +
                                      " lost its unsaved state when the server restarted; load_state from one of "
                                      "its checkpoints first");
@@ -108,7 +113,8 @@ void Scheduler::Impl::RunForwardBackward(std::vector<std::pair<RunState*, Queued
     outs[i].outputs.resize(work.data.size());
     outs[i].metrics["loss:sum"] = 0;
     for (size_t d = 0; d < work.data.size(); ++d)
-      by_base[run->base].push_back({i, d, static_cast<int64_t>(work.data[d].tokens.size())});
+      by_base[run->own ? static_cast<const void*>(run) : static_cast<const void*>(run->base)].push_back(
+          {i, d, static_cast<int64_t>(work.data[d].tokens.size())});
   }
   for (auto& [base, rows] : by_base) {
     size_t first = 0;
@@ -145,7 +151,7 @@ void Scheduler::Impl::RunForwardBackward(std::vector<std::pair<RunState*, Queued
 }
 
 Result<Output> Scheduler::Impl::RunOptimStep(RunState& run, const OptimStepWork& work) {
-  if (!run.adapter)
+  if (!run.resident())
     return FailedPrecondition("model " + run.info.id + " lost its unsaved state when the server restarted; "
                               "load_state from one of its checkpoints first");
   OPENRL_RETURN_IF_ERROR(work.adam.Validate());
@@ -203,9 +209,30 @@ Result<CheckpointInfo> CheckpointFromRow(const Row& row) {
 }  // namespace
 
 Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
-  if (!run.adapter)
+  if (!run.resident())
     return FailedPrecondition("model " + run.info.id + " has no weights in memory (the server restarted); "
                               "load_state first");
+  if (work.kind == CheckpointKind::kSampler && work.name.empty() && run.own) {
+    // Full fine-tuning: the snapshot is a copy of every weight, in the base's dtype.
+    auto sampler = std::make_unique<SamplerState>();
+    sampler->info.id = NewId("smp");
+    sampler->info.base_model = run.info.base_model;
+    sampler->base = run.base;
+    sampler->weights = std::shared_ptr<const model::Transformer>(CopyWeights(*run.own, run.base->model.model->dtype()));
+    if (!sampler->weights) return Internal("could not snapshot the weights of " + run.info.id);
+    SaveOutput out;
+    out.sampling_session_id = sampler->info.id;
+    OPENRL_RETURN_IF_ERROR(db.Transaction([&](Tx& tx) -> Status {
+      return tx
+          .Exec("INSERT INTO sampling_sessions (id, session_id, base_model, model_path, created_at) "
+                "VALUES (?, ?, ?, NULL, ?)",
+                {sampler->info.id, run.info.session_id, run.info.base_model, NowIso()})
+          .status();
+    }));
+    std::lock_guard<std::mutex> lock(mu);
+    samplers[sampler->info.id] = std::move(sampler);
+    return Output(std::move(out));
+  }
   if (work.kind == CheckpointKind::kSampler && work.name.empty()) {
     // An unnamed snapshot for a sampling client: kept in memory, not written to disk.
     auto copy = model::LoraAdapter::Create(run.base->model.config, run.adapter->config(), at::kFloat, at::kCPU, 0);
@@ -242,13 +269,23 @@ Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
   std::string tmp = dir + ".partial-" + NewId("w");
   OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(tmp));
   auto cleanup = [&] { std::error_code ec; stdfs::remove_all(tmp, ec); };
-  Status s = model::SavePeftAdapter(*run.adapter, tmp, run.info.base_model);
+  Status s = Status::Ok();
+  if (run.own) {
+    model::SaveOptions so;
+    so.dtype = at::kFloat;
+    so.tokenizer_from = run.base->dir;
+    so.generation_config = run.base->model.generation_config;
+    s = model::SaveModelDir(*run.own, tmp, so);
+  } else {
+    s = model::SavePeftAdapter(*run.adapter, tmp, run.info.base_model);
+  }
   if (s.ok() && work.kind == CheckpointKind::kTraining) {
     s = model::WriteTensors(run.optimizer->StateTensors(), tmp + "/optimizer.safetensors", {});
   }
   if (s.ok()) {
     Json meta = {{"model_id", run.info.id}, {"base_model", run.info.base_model}, {"kind", kind},
                  {"lora_rank", run.info.lora.rank}, {"train_unembed", run.info.train_unembed},
+                 {"full_finetune", run.info.full_finetune},
                  {"optimizer_steps", run.optimizer->steps()}, {"created_at", NowIso()}};
     s = fs::WriteFileAtomic(tmp + "/openrl_checkpoint.json", meta.dump(2) + "\n");
   }
@@ -317,6 +354,26 @@ Result<Output> Scheduler::Impl::RunLoad(RunState& run, const LoadWork& work) {
   if (run.base == nullptr) {
     OPENRL_ASSIGN_OR_RETURN(run.base, LoadBase(run.info.base_model));
   }
+  if (run.info.full_finetune) {
+    OPENRL_ASSIGN_OR_RETURN(model::ModelDir loaded, model::LoadModelDir(ckpt.path, {at::kFloat, at::kCPU}));
+    if (loaded.model->ExpectedTensors() != run.base->model.model->ExpectedTensors())
+      return InvalidArgument("checkpoint " + work.path + " is not a full copy of '" + run.info.base_model + "'");
+    std::unique_ptr<model::Transformer> own = std::move(loaded.model);
+    own->SetRequiresGrad(true);
+    std::vector<at::Tensor> params;
+    for (auto& [name, t] : own->NamedParameters()) params.push_back(t);
+    auto optimizer = std::make_unique<AdamW>(std::move(params));
+    if (work.with_optimizer) {
+      OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(ckpt.path + "/optimizer.safetensors"));
+      OPENRL_RETURN_IF_ERROR(optimizer->LoadState(state));
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    run.own = std::move(own);
+    run.optimizer = std::move(optimizer);
+    LoadOutput out;
+    out.path = work.path;
+    return Output(std::move(out));
+  }
   OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, run.base->model.config, at::kFloat, at::kCPU));
   if (!SameTargets(adapter->config(), run.info.lora))
     return InvalidArgument("checkpoint " + work.path + " has LoRA rank " + std::to_string(adapter->config().rank) +
@@ -338,8 +395,73 @@ Result<Output> Scheduler::Impl::RunLoad(RunState& run, const LoadWork& work) {
   return Output(std::move(out));
 }
 
-Result<std::shared_ptr<const model::LoraAdapter>> Scheduler::Impl::LoadSamplerAdapter(const LoadedBase& base,
-                                                                                       const std::string& path) {
+Status Scheduler::Impl::EnsureResident(RunState& run) {
+  run.last_used = std::chrono::steady_clock::now();
+  if (!run.offloaded) return Status::Ok();
+  if (run.base == nullptr) {
+    OPENRL_ASSIGN_OR_RETURN(run.base, LoadBase(run.info.base_model));
+  }
+  std::string dir = options.data_dir + "/offload/" + run.info.id;
+  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(dir, run.base->model.config, at::kFloat, at::kCPU));
+  adapter->SetRequiresGrad(true);
+  auto optimizer = std::make_unique<AdamW>(adapter->Parameters());
+  OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(dir + "/optimizer.safetensors"));
+  OPENRL_RETURN_IF_ERROR(optimizer->LoadState(state));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    run.adapter = std::move(adapter);
+    run.optimizer = std::move(optimizer);
+    run.offloaded = false;
+  }
+  std::error_code ec;
+  stdfs::remove_all(dir, ec);
+  return Status::Ok();
+}
+
+void Scheduler::Impl::EnforceMemoryBudget() {
+  std::vector<RunState*> resident;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& [id, run] : runs)
+      if (run->adapter) resident.push_back(run.get());  // full fine-tuning runs stay in memory
+    if (static_cast<int64_t>(resident.size()) <= options.max_resident_runs) return;
+    std::sort(resident.begin(), resident.end(),
+              [](const RunState* a, const RunState* b) { return a->last_used < b->last_used; });
+  }
+  static auto& offloads =
+      metrics::DefaultRegistry().Counter("openrl_engine_offloads_total", "Run states moved to disk to stay in budget").Get();
+  int64_t excess = static_cast<int64_t>(resident.size()) - options.max_resident_runs;
+  for (RunState* run : resident) {
+    if (excess <= 0) break;
+    // Gradients accumulated for a coming optim_step are not offloaded: such a run stays.
+    if (run->optimizer->HasGradients()) continue;
+    std::string dir = options.data_dir + "/offload/" + run->info.id;
+    std::string tmp = dir + ".partial";
+    std::error_code ec;
+    stdfs::remove_all(tmp, ec);
+    Status s = fs::CreateDirectories(tmp);
+    if (s.ok()) s = model::SavePeftAdapter(*run->adapter, tmp, run->info.base_model);
+    if (s.ok()) s = model::WriteTensors(run->optimizer->StateTensors(), tmp + "/optimizer.safetensors", {});
+    if (s.ok()) {
+      stdfs::remove_all(dir, ec);
+      stdfs::rename(tmp, dir, ec);
+      if (ec) s = Internal("offloading " + run->info.id + ": " + ec.message());
+    }
+    if (!s.ok()) {
+      log::Write(log::Level::kWarn, "could not offload run " + run->info.id + ": " + s.message());
+      stdfs::remove_all(tmp, ec);
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    run->adapter.reset();
+    run->optimizer.reset();
+    run->offloaded = true;
+    offloads.Inc();
+    --excess;
+  }
+}
+
+Status Scheduler::Impl::LoadSamplerWeights(const std::string& path, SamplerState& sampler) {
   OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(path));
   std::optional<Row> row;
   std::string kind = p.kind == CheckpointKind::kTraining ? "training" : "sampler";
@@ -350,9 +472,17 @@ Result<std::shared_ptr<const model::LoraAdapter>> Scheduler::Impl::LoadSamplerAd
   }));
   if (!row) return NotFound("checkpoint " + path + " does not exist (or has expired)");
   OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, CheckpointFromRow(*row));
-  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, base.model.config, at::kFloat, at::kCPU));
+  if (stdfs::exists(ckpt.path + "/config.json")) {  // full fine-tuning: every weight
+    OPENRL_ASSIGN_OR_RETURN(model::ModelDir loaded,
+                            model::LoadModelDir(ckpt.path, {sampler.base->model.model->dtype(), at::kCPU}));
+    loaded.model->SetRequiresGrad(false);
+    sampler.weights = std::shared_ptr<const model::Transformer>(std::move(loaded.model));
+    return Status::Ok();
+  }
+  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, sampler.base->model.config, at::kFloat, at::kCPU));
   adapter->SetRequiresGrad(false);
-  return std::shared_ptr<const model::LoraAdapter>(std::move(adapter));
+  sampler.adapter = std::shared_ptr<const model::LoraAdapter>(std::move(adapter));
+  return Status::Ok();
 }
 
 Result<std::vector<CheckpointInfo>> Scheduler::Checkpoints(const std::string& run_id) {
