@@ -340,6 +340,7 @@ def test_state_survives_kill_9_bit_for_bit(openrl_bin, tmp_path, tokenizer):
             tc.forward_backward([datum(ids)], "cross_entropy").result()
             tc.optim_step(adam).result()
         path = tc.save_state("before-crash").result().path
+        at_save = tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
         tc.forward_backward([datum(ids)], "cross_entropy").result()
         tc.optim_step(adam).result()
         uninterrupted = tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
@@ -372,6 +373,12 @@ def test_state_survives_kill_9_bit_for_bit(openrl_bin, tmp_path, tokenizer):
         tc2.optim_step(adam).result()
         resumed = tc2.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
         assert resumed == uninterrupted
+        # Without the optimizer: the same weights, fresh Adam moments (so the next step differs).
+        fresh = svc.create_training_client_from_state(path).result()
+        assert fresh.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == at_save
+        fresh.forward_backward([datum(ids)], "cross_entropy").result()
+        fresh.optim_step(adam).result()
+        assert fresh.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] != uninterrupted
         # The old run lost its unsaved state: it says so rather than training on stale weights.
         rest = rest_client(srv, key)
         assert rest.get_training_run(run_id).result().training_run_id == run_id
@@ -511,3 +518,57 @@ def test_full_finetuning_run_trains_every_weight_and_saves_a_model_directory(svc
     state = tc.save_state("full-state").result().path
     again = svc.create_training_client_from_state_with_optimizer(state).result()
     assert again.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == after.metrics["loss:sum"]
+
+
+def _post(server, path, body, key=None):
+    headers = {"X-API-Key": key or server.key, "Accept": "application/x-protobuf, application/json"}
+    r = httpx.post(server.url + path, json=body, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def _result(server, request_id):
+    return _post(server, "/api/v1/retrieve_future", {"request_id": request_id})
+
+
+def test_requests_of_a_run_execute_in_seq_id_order_whatever_order_they_arrive(server, tokenizer):
+    """The SDK sends the chunks of one call concurrently, the first one last: the server must hold a
+    later seq_id until the earlier ones ran. Here optim_step (seq 2) arrives before the
+    forward_backward (seq 1) whose gradients it applies."""
+    sess = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw"}).json()["session_id"]
+    created = _post(server, "/api/v1/create_model", {"session_id": sess, "model_seq_id": 0, "base_model": SMOLLM2_NAME,
+                                                     "lora_config": {"rank": 4}}).json()
+    model_id = created["model_id"]
+    assert _result(server, created["request_id"]).json()["model_id"] == model_id == f"{sess}:train:0"
+    ids = tokenizer("Order matters.", add_special_tokens=False).input_ids
+    optim = _post(server, "/api/v1/optim_step", {"model_id": model_id, "seq_id": 2,
+                                                 "adam_params": {"learning_rate": 1e-3}}).json()["request_id"]
+    fb_body = {"model_id": model_id, "seq_id": 1, "forward_backward_input": {
+        "loss_fn": "cross_entropy",
+        "data": [{"model_input": {"chunks": [{"type": "encoded_text", "tokens": ids[:-1]}]},
+                  "loss_fn_inputs": {"target_tokens": {"data": ids[1:], "dtype": "int64"}}}]}}
+    fb = _post(server, "/api/v1/forward_backward", fb_body).json()["request_id"]
+    step = _result(server, optim).json()
+    assert "error" not in step and step["metrics"]["grad_norm"] > 0, step
+    assert _result(server, fb).headers["content-type"] == "application/x-protobuf"
+    # A retry of seq 1 with the same body is the same future; a different body with it is refused.
+    assert _post(server, "/api/v1/forward_backward", fb_body).json()["request_id"] == fb
+    fb_body["forward_backward_input"]["data"][0]["model_input"]["chunks"][0]["tokens"] = ids[:-1][::-1]
+    r = httpx.post(server.url + "/api/v1/forward_backward", json=fb_body, headers={"X-API-Key": server.key})
+    assert r.status_code == 400 and "already used" in r.json()["detail"]
+
+
+def test_checkpoint_ttl_expires_it_for_clients(svc, server, tokenizer):
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=50).result()
+    saved = _post(server, "/api/v1/save_weights", {"model_id": tc.model_id, "seq_id": 0, "path": "short-lived",
+                                                   "ttl_seconds": 1}).json()["request_id"]
+    path = _result(server, saved).json()["path"]
+    kept = tc.save_state("kept").result().path
+    rest = rest_client(server, server.key)
+    listed = {c.tinker_path: c for c in rest.list_checkpoints(tc.model_id).result().checkpoints}
+    assert listed[path].expires_at is not None and listed[kept].expires_at is None
+    __import__("time").sleep(1.5)
+    assert [c.tinker_path for c in rest.list_checkpoints(tc.model_id).result().checkpoints] == [kept]
+    with pytest.raises(Exception, match="does not exist"):
+        tc.load_state(path).result()
+    tc.load_state(kept).result()

@@ -92,6 +92,17 @@ Status TinkerApi::Impl::CheckSession(const ApiKey& key, const std::string& sessi
   return Status::Ok();
 }
 
+Status TinkerApi::Impl::TouchSession(const ApiKey& key, const std::string& session_id) {
+  int64_t n = 0;
+  OPENRL_RETURN_IF_ERROR(db.Transaction([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(n, tx.Exec("UPDATE api_sessions SET last_heartbeat_at = ? WHERE id = ? AND key_id = ?",
+                                       {FormatIso8601Utc(SystemClock().Now()), session_id, key.id}));
+    return Status::Ok();
+  }));
+  if (n == 0) return NotFound("session '" + session_id + "' is unknown");
+  return Status::Ok();
+}
+
 engine::Done TinkerApi::Impl::Completion(const std::string& future_id, const std::string& key_id, Encoder encode) {
   return [this, future_id, key_id, encode = std::move(encode)](Result<engine::Output> out) {
     keys.ReleaseSlot(key_id);
@@ -239,28 +250,12 @@ void TinkerApi::Install(http::Router& r) {
   }));
   r.Post("/api/v1/session_heartbeat", im.Authed([self](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
-    std::string id = body.value("session_id", std::string());
-    int64_t n = 0;
-    Status s = self->db.Transaction([&](Tx& tx) -> Status {
-      OPENRL_ASSIGN_OR_RETURN(n, tx.Exec("UPDATE api_sessions SET last_heartbeat_at = ? WHERE id = ? AND key_id = ?",
-                                         {FormatIso8601Utc(SystemClock().Now()), id, key.id}));
-      return Status::Ok();
-    });
-    if (!s.ok()) return Problem(s, req);
-    if (n == 0) return Problem(NotFound("session '" + id + "' is unknown"), req);
+    OPENRL_RETURN_RESPONSE_IF_ERROR(self->TouchSession(key, body.value("session_id", std::string())), req);
     return JsonOk({{"type", "session_heartbeat"}});
   }));
   // ServiceClient.close(): {"reason": {"type": "success"|"errored"|"interrupted"}, "detail"}.
   r.Post("/api/v1/sessions/{id}/finish", im.Authed([self](const http::Request& req, const ApiKey& key) {
-    std::string id = req.PathParam("id");
-    int64_t n = 0;
-    Status s = self->db.Transaction([&](Tx& tx) -> Status {
-      OPENRL_ASSIGN_OR_RETURN(n, tx.Exec("UPDATE api_sessions SET last_heartbeat_at = ? WHERE id = ? AND key_id = ?",
-                                         {FormatIso8601Utc(SystemClock().Now()), id, key.id}));
-      return Status::Ok();
-    });
-    if (!s.ok()) return Problem(s, req);
-    if (n == 0) return Problem(NotFound("session '" + id + "' is unknown"), req);
+    OPENRL_RETURN_RESPONSE_IF_ERROR(self->TouchSession(key, req.PathParam("id")), req);
     return JsonOk(Json::object());
   }));
   r.Post("/api/v1/create_model", im.Authed([self](const http::Request& req, const ApiKey& key) {

@@ -43,6 +43,8 @@ struct TinkerApi::Impl {
   // The run if it exists and belongs to `key` (NOT_FOUND otherwise, never revealing others' runs).
   Result<engine::RunInfo> OwnedRun(const ApiKey& key, const std::string& model_id);
   Status CheckSession(const ApiKey& key, const std::string& session_id);
+  // Records a sign of life of the key's session (heartbeat, finish); NOT_FOUND when unknown.
+  Status TouchSession(const ApiKey& key, const std::string& session_id);
 
   // Creates the durable future and queues `work` for the run; returns {"request_id", "model_id"}.
   // `encode` turns the engine's output into the stored result (bytes, "json"|"proto").

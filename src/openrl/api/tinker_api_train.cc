@@ -49,13 +49,6 @@ Result<int64_t> SeqId(const Json& body) {
   return body["seq_id"].get<int64_t>();
 }
 
-bool ValidName(const std::string& s) {
-  if (s.empty() || s.size() > 128 || s == "." || s == "..") return false;
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
-  return true;
-}
-
 Result<engine::SamplingParams> ParseSamplingParams(const Json& p, const engine::BaseModelInfo& base) {
   engine::SamplingParams out;
   if (!p.is_object()) return InvalidArgument("field 'sampling_params' must be an object");
@@ -172,7 +165,7 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
         work.ttl_seconds = body["ttl_seconds"].get<int64_t>();
       if (body.contains("user_metadata") && body["user_metadata"].is_object()) work.user_metadata = body["user_metadata"];
       Status s = Status::Ok();
-      if (!work.name.empty() && !ValidName(work.name)) {
+      if (!work.name.empty() && !engine::ParseTinkerPath("tinker://" + run.id + "/weights/" + work.name).ok()) {
         s = InvalidArgument("checkpoint name '" + work.name + "' must be 1-128 letters, digits, '-', '_' or '.'");
       } else if (!sampler && work.name.empty()) {
         work.name = NewId("state");

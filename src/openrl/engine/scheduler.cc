@@ -219,6 +219,7 @@ Status Scheduler::Start() {
     }
   }
   OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(impl_->options.data_dir + "/checkpoints"));
+  impl_->sweep_ = [this] { return SweepExpiredCheckpoints(); };
   impl_->engine = std::thread([this] { impl_->EngineLoop(); });
   return Status::Ok();
 }
@@ -419,7 +420,12 @@ void Scheduler::Impl::EngineLoop() {
     if (nothing_ready()) {
       if (stopping) return;
       was_idle = true;
-      cv.wait(lock);
+      if (cv.wait_for(lock, std::chrono::seconds(30)) == std::cv_status::timeout) {
+        lock.unlock();
+        Result<int64_t> swept = sweep_();  // checkpoints past their TTL, while the engine is idle
+        if (!swept.ok()) log::Write(log::Level::kWarn, "checkpoint sweep failed: " + swept.status().message());
+        lock.lock();
+      }
       continue;
     }
     if (was_idle && options.gather_window.count() > 0) {

@@ -67,6 +67,7 @@ struct Scheduler::Impl {
 
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::atomic<double> busy_seconds{0};
+  std::function<Result<int64_t>()> sweep_;  // Scheduler::SweepExpiredCheckpoints
 
   // scheduler.cc
   Result<LoadedBase*> LoadBase(const std::string& name);

@@ -206,48 +206,49 @@ Result<CheckpointInfo> CheckpointFromRow(const Row& row) {
   return c;
 }
 
+// The recorded checkpoint at `p`; NOT_FOUND (quoting the path) when there is none.
+Result<CheckpointInfo> FindCheckpoint(store::MetadataStore& db, const TinkerPath& p) {
+  std::string kind = p.kind == CheckpointKind::kTraining ? "training" : "sampler";
+  std::optional<Row> row;
+  OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
+    // An expired checkpoint is gone at once for clients; the sweep deletes its files later.
+    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT * FROM checkpoints WHERE run_id = ? AND kind = ? AND name = ? AND "
+                                             "(expires_at IS NULL OR expires_at > ?)",
+                                             {p.run_id, kind, p.name, NowIso()}));
+    return Status::Ok();
+  }));
+  std::string path = "tinker://" + p.run_id + "/" + CheckpointKindSegment(p.kind) + "/" + p.name;
+  if (!row) return NotFound("checkpoint " + path + " does not exist (or has expired)");
+  return CheckpointFromRow(*row);
+}
+
 }  // namespace
 
 Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
   if (!run.resident())
     return FailedPrecondition("model " + run.info.id + " has no weights in memory (the server restarted); "
                               "load_state first");
-  if (work.kind == CheckpointKind::kSampler && work.name.empty() && run.own) {
-    // Full fine-tuning: the snapshot is a copy of every weight, in the base's dtype.
-    auto sampler = std::make_unique<SamplerState>();
-    sampler->info.id = NewId("smp");
-    sampler->info.base_model = run.info.base_model;
-    sampler->base = run.base;
-    sampler->weights = std::shared_ptr<const model::Transformer>(CopyWeights(*run.own, run.base->model.model->dtype()));
-    if (!sampler->weights) return Internal("could not snapshot the weights of " + run.info.id);
-    SaveOutput out;
-    out.sampling_session_id = sampler->info.id;
-    OPENRL_RETURN_IF_ERROR(db.Transaction([&](Tx& tx) -> Status {
-      return tx
-          .Exec("INSERT INTO sampling_sessions (id, session_id, base_model, model_path, created_at) "
-                "VALUES (?, ?, ?, NULL, ?)",
-                {sampler->info.id, run.info.session_id, run.info.base_model, NowIso()})
-          .status();
-    }));
-    std::lock_guard<std::mutex> lock(mu);
-    samplers[sampler->info.id] = std::move(sampler);
-    return Output(std::move(out));
-  }
   if (work.kind == CheckpointKind::kSampler && work.name.empty()) {
-    // An unnamed snapshot for a sampling client: kept in memory, not written to disk.
-    auto copy = model::LoraAdapter::Create(run.base->model.config, run.adapter->config(), at::kFloat, at::kCPU, 0);
-    auto src = run.adapter->Parameters();
-    auto dst = copy->Parameters();
-    {
-      at::NoGradGuard no_grad;
-      for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
-    }
-    copy->SetRequiresGrad(false);
+    // An unnamed snapshot for a sampling client: kept in memory, not written to disk. Full
+    // fine-tuning snapshots every weight (in the base's dtype), LoRA its adapter.
     auto sampler = std::make_unique<SamplerState>();
     sampler->info.id = NewId("smp");
     sampler->info.base_model = run.info.base_model;
     sampler->base = run.base;
-    sampler->adapter = std::shared_ptr<const model::LoraAdapter>(std::move(copy));
+    if (run.own) {
+      sampler->weights = std::shared_ptr<const model::Transformer>(CopyWeights(*run.own, run.base->model.model->dtype()));
+      if (!sampler->weights) return Internal("could not snapshot the weights of " + run.info.id);
+    } else {
+      auto copy = model::LoraAdapter::Create(run.base->model.config, run.adapter->config(), at::kFloat, at::kCPU, 0);
+      auto src = run.adapter->Parameters();
+      auto dst = copy->Parameters();
+      {
+        at::NoGradGuard no_grad;
+        for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+      }
+      copy->SetRequiresGrad(false);
+      sampler->adapter = std::shared_ptr<const model::LoraAdapter>(std::move(copy));
+    }
     SaveOutput out;
     out.sampling_session_id = sampler->info.id;
     OPENRL_RETURN_IF_ERROR(db.Transaction([&](Tx& tx) -> Status {
@@ -343,14 +344,7 @@ Result<Output> Scheduler::Impl::RunLoad(RunState& run, const LoadWork& work) {
   OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(work.path));
   if (p.kind != CheckpointKind::kTraining)
     return InvalidArgument("load_state needs a training checkpoint (tinker://<id>/weights/<name>), got " + work.path);
-  std::optional<Row> row;
-  OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
-    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT * FROM checkpoints WHERE run_id = ? AND kind = 'training' AND name = ?",
-                                             {p.run_id, p.name}));
-    return Status::Ok();
-  }));
-  if (!row) return NotFound("checkpoint " + work.path + " does not exist (or has expired)");
-  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, CheckpointFromRow(*row));
+  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, FindCheckpoint(db, p));
   if (run.base == nullptr) {
     OPENRL_ASSIGN_OR_RETURN(run.base, LoadBase(run.info.base_model));
   }
@@ -463,15 +457,7 @@ void Scheduler::Impl::EnforceMemoryBudget() {
 
 Status Scheduler::Impl::LoadSamplerWeights(const std::string& path, SamplerState& sampler) {
   OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(path));
-  std::optional<Row> row;
-  std::string kind = p.kind == CheckpointKind::kTraining ? "training" : "sampler";
-  OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
-    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT * FROM checkpoints WHERE run_id = ? AND kind = ? AND name = ?",
-                                             {p.run_id, kind, p.name}));
-    return Status::Ok();
-  }));
-  if (!row) return NotFound("checkpoint " + path + " does not exist (or has expired)");
-  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, CheckpointFromRow(*row));
+  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, FindCheckpoint(db, p));
   if (stdfs::exists(ckpt.path + "/config.json")) {  // full fine-tuning: every weight
     OPENRL_ASSIGN_OR_RETURN(model::ModelDir loaded,
                             model::LoadModelDir(ckpt.path, {sampler.base->model.model->dtype(), at::kCPU}));
@@ -488,7 +474,9 @@ Status Scheduler::Impl::LoadSamplerWeights(const std::string& path, SamplerState
 Result<std::vector<CheckpointInfo>> Scheduler::Checkpoints(const std::string& run_id) {
   std::vector<CheckpointInfo> out;
   OPENRL_RETURN_IF_ERROR(impl_->db.Read([&](Tx& tx) -> Status {
-    OPENRL_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY created_at", {run_id}));
+    OPENRL_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT * FROM checkpoints WHERE run_id = ? AND (expires_at IS NULL OR "
+                                                "expires_at > ?) ORDER BY created_at",
+                                                {run_id, NowIso()}));
     for (const Row& r : rows) {
       OPENRL_ASSIGN_OR_RETURN(CheckpointInfo c, CheckpointFromRow(r));
       out.push_back(std::move(c));
@@ -500,15 +488,7 @@ Result<std::vector<CheckpointInfo>> Scheduler::Checkpoints(const std::string& ru
 
 Result<CheckpointInfo> Scheduler::Checkpoint(const std::string& tinker_path) {
   OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(tinker_path));
-  std::string kind = p.kind == CheckpointKind::kTraining ? "training" : "sampler";
-  std::optional<Row> row;
-  OPENRL_RETURN_IF_ERROR(impl_->db.Read([&](Tx& tx) -> Status {
-    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT * FROM checkpoints WHERE run_id = ? AND kind = ? AND name = ?",
-                                             {p.run_id, kind, p.name}));
-    return Status::Ok();
-  }));
-  if (!row) return NotFound("checkpoint " + tinker_path + " does not exist (or has expired)");
-  return CheckpointFromRow(*row);
+  return FindCheckpoint(impl_->db, p);
 }
 
 Status Scheduler::DeleteCheckpoint(const std::string& tinker_path) {
@@ -533,7 +513,14 @@ Result<int64_t> Scheduler::SweepExpiredCheckpoints() {
     }
     return Status::Ok();
   }));
-  for (const CheckpointInfo& c : expired) OPENRL_RETURN_IF_ERROR(DeleteCheckpoint(c.TinkerPath()));
+  for (const CheckpointInfo& c : expired) {
+    OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
+      return tx.Exec("DELETE FROM checkpoints WHERE run_id = ? AND kind = ? AND name = ?", {c.run_id, c.kind, c.name})
+          .status();
+    }));
+    std::error_code ec;
+    stdfs::remove_all(c.path, ec);
+  }
   return static_cast<int64_t>(expired.size());
 }
 
