@@ -32,7 +32,10 @@ class Server:
 
     def start(self, timeout=60):
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--port", "0", *self.extra_args]
+        # OPENRL_SERVE_ARGS adds flags to every server started here (e.g. "--device cuda --dtype bfloat16"
+        # in bench/gpu/run.sh).
+        args = [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--port", "0", *self.extra_args,
+                *os.environ.get("OPENRL_SERVE_ARGS", "").split()]
         for name, path in self.base_models.items():
             args += ["--base-model", f"{name}={path}"]
         log = open(self.log_path, "a")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, for a CUDA machine that has a copy of this repo and no internet: builds `openrl`
 # against that machine's CUDA PyTorch (-DOPENRL_WITH_CUDA=ON), runs the model parity tests, then
-# the benchmarks with the peers (transformers / PEFT) in bf16 on the GPU.
+# the benchmarks with the peers (transformers / PEFT) in bf16 on the GPU, then the training API's
+# packing and overhead benches with `openrl serve --device cuda --dtype bfloat16` (needs the SmolLM2
+# GGUF under var/models, which `make setup` fetches; the device tool does not carry it by itself).
 #
 # The `openrl` CLI loads models on the CPU today (cli/model_loading.cc: at::kCPU). Until it takes
 # `--device`, ours runs CPU-only: this script then says so, runs the CPU comparison on this
@@ -71,6 +73,18 @@ else
     log "CPU comparison on this machine's $THREADS threads (fp32, ours vs peers)"
     "$PY" bench/train_step.py --threads "$THREADS" --models llama-20m --out train_step_cpu
     "$PY" bench/sampling.py --threads "$THREADS" --out sampling_cpu
+  fi
+fi
+# The training API on the GPU (packing target: 3 RL clients >= 2.5x one, engine busy >= 90%).
+if [ -n "$BIN" ] && "$BIN" serve --help 2>/dev/null | grep -q -- '--device'; then
+  if [ -f var/models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+    log "Tinker API on cuda bf16: 1-3 RL clients, packed vs run-by-run, API overhead"
+    OPENRL_SERVE_ARGS="--device cuda --dtype bfloat16" \
+      "$PY" bench/tinker_packing.py 2>&1 | tee -a "$RESULTS/summary.txt"
+    OPENRL_SERVE_ARGS="--device cuda --dtype bfloat16" \
+      "$PY" bench/tinker_overhead.py 2>&1 | tee -a "$RESULTS/summary.txt"
+  else
+    log "SKIP Tinker API benches: var/models/SmolLM2-135M-Instruct.Q4_1.gguf is not on this machine"
   fi
 fi
 for f in "$RESULTS"/train_step_*.json; do

@@ -94,6 +94,7 @@ OPENRL_CLI_COMMAND("serve", [](CLI::App& app) {
   sub->add_option("--max-tokens-per-pass", flags->api.max_tokens_per_pass,
                   "Packed forward/backward passes hold at most this many (padded) tokens")
       ->capture_default_str();
+  sub->add_option("--device", flags->api.device, "Engine device: cpu | cuda | cuda:N")->capture_default_str();
   sub->add_option("--max-resident-runs", flags->api.max_resident_runs,
                   "Training runs whose adapter and optimizer stay in memory; beyond, the least recently used "
                   "are offloaded to <data-dir>/offload")

@@ -19,6 +19,7 @@ Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& 
   engine::SchedulerOptions so;
   so.data_dir = data_dir;
   OPENRL_ASSIGN_OR_RETURN(so.dtype, model::ParseDtype(o.dtype));
+  OPENRL_ASSIGN_OR_RETURN(so.device, model::ParseDevice(o.device));
   so.max_tokens_per_pass = o.max_tokens_per_pass;
   if (o.max_resident_runs < 1) return InvalidArgument("--max-resident-runs must be at least 1");
   so.max_resident_runs = o.max_resident_runs;

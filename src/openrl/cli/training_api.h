@@ -19,6 +19,7 @@ struct TrainingApiOptions {
   std::string data_dir;                  // "" → $OPENRL_DATA_DIR or ./var/openrl
   std::vector<std::string> base_models;  // NAME=PATH, registered at start
   std::string dtype = "float32";
+  std::string device = "cpu";  // "cuda", "cuda:1": where the engine keeps weights and state
   std::string api_key;  // a tml-… key registered at start if new (e.g. from a secret store)
   int64_t max_tokens_per_pass = 16384;
   int64_t session_timeout_seconds = 1800;

@@ -137,7 +137,7 @@ Result<LoadedBase*> Scheduler::Impl::LoadBase(const std::string& name) {
   if (model::IsGgufFile(base->dir)) {
     OPENRL_ASSIGN_OR_RETURN(base->dir, model::ImportGgufCached(base->dir));
   }
-  OPENRL_ASSIGN_OR_RETURN(base->model, model::LoadModelDir(base->dir, {options.dtype, at::kCPU}));
+  OPENRL_ASSIGN_OR_RETURN(base->model, model::LoadModelDir(base->dir, {options.dtype, options.device}));
   base->model.model->SetRequiresGrad(false);
   if (stdfs::exists(stdfs::path(base->dir) / "tokenizer.json")) {
     OPENRL_ASSIGN_OR_RETURN(base->tokenizer, tokenizer::Tokenizer::FromDirectory(base->dir));
@@ -276,7 +276,7 @@ Result<RunInfo> Scheduler::CreateRun(const std::string& run_id, const std::strin
     run->optimizer = std::make_unique<AdamW>(std::move(params));
     lora_json = Json{{"openrl_full_finetune", true}}.dump();
   } else {
-    run->adapter = model::LoraAdapter::Create(base->model.config, lora, at::kFloat, at::kCPU, seed);
+    run->adapter = model::LoraAdapter::Create(base->model.config, lora, at::kFloat, impl_->options.device, seed);
     run->adapter->SetRequiresGrad(true);
     run->optimizer = std::make_unique<AdamW>(run->adapter->Parameters());
     lora_json = model::LoraConfigToPeft(lora, base_model).dump();

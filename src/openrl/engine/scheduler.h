@@ -42,6 +42,7 @@ namespace openrl::engine {
 struct SchedulerOptions {
   std::string data_dir;                 // checkpoints live under <data_dir>/checkpoints
   at::ScalarType dtype = at::kFloat;    // base weights; adapters are always fp32
+  at::Device device = at::kCPU;         // where weights, adapters and optimizer state live
   int64_t max_tokens_per_pass = 16384;  // packed rows are split into passes of at most this
   int64_t max_queued_items = 4096;      // beyond: RESOURCE_EXHAUSTED (429 with Retry-After)
   // Adapters (with their AdamW moments) held in memory; beyond, the least recently used runs are

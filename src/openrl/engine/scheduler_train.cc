@@ -59,7 +59,7 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
   runs_per_pass.Observe(static_cast<double>(rows_of.size()));
   model::LoraBatch lora;
   for (auto& [adapter, idx] : rows_of) {
-    lora.groups.push_back({adapter, at::tensor(idx, at::kLong)});
+    lora.groups.push_back({adapter, at::tensor(idx, at::kLong).to(weights.device())});
   }
   at::AutoGradMode grad_mode(train);
   at::Tensor logprobs = TargetLogprobs(weights, tb, lora.groups.empty() ? nullptr : &lora);
@@ -78,8 +78,9 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
       continue;
     }
     ForwardBackwardOutput& out = outs[i];
-    std::vector<std::pair<std::string, at::Tensor>> fields = {{"logprobs", lp.detach().to(at::kFloat).clone()}};
-    for (auto& f : dl->outputs) fields.push_back(f);
+    // Outputs leave the device here: the encoders read host memory.
+    std::vector<std::pair<std::string, at::Tensor>> fields = {{"logprobs", lp.detach().to(at::kCPU, at::kFloat).clone()}};
+    for (auto& [name, t] : dl->outputs) fields.emplace_back(name, t.to(at::kCPU));
     out.outputs[rows[r].datum] = std::move(fields);
     out.metrics["loss:sum"] += dl->loss.item<double>();
     if (train) losses.push_back(dl->loss);
@@ -239,7 +240,7 @@ Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
       sampler->weights = std::shared_ptr<const model::Transformer>(CopyWeights(*run.own, run.base->model.model->dtype()));
       if (!sampler->weights) return Internal("could not snapshot the weights of " + run.info.id);
     } else {
-      auto copy = model::LoraAdapter::Create(run.base->model.config, run.adapter->config(), at::kFloat, at::kCPU, 0);
+      auto copy = model::LoraAdapter::Create(run.base->model.config, run.adapter->config(), at::kFloat, options.device, 0);
       auto src = run.adapter->Parameters();
       auto dst = copy->Parameters();
       {
@@ -349,7 +350,7 @@ Result<Output> Scheduler::Impl::RunLoad(RunState& run, const LoadWork& work) {
     OPENRL_ASSIGN_OR_RETURN(run.base, LoadBase(run.info.base_model));
   }
   if (run.info.full_finetune) {
-    OPENRL_ASSIGN_OR_RETURN(model::ModelDir loaded, model::LoadModelDir(ckpt.path, {at::kFloat, at::kCPU}));
+    OPENRL_ASSIGN_OR_RETURN(model::ModelDir loaded, model::LoadModelDir(ckpt.path, {at::kFloat, options.device}));
     if (loaded.model->ExpectedTensors() != run.base->model.model->ExpectedTensors())
       return InvalidArgument("checkpoint " + work.path + " is not a full copy of '" + run.info.base_model + "'");
     std::unique_ptr<model::Transformer> own = std::move(loaded.model);
@@ -368,7 +369,7 @@ Result<Output> Scheduler::Impl::RunLoad(RunState& run, const LoadWork& work) {
     out.path = work.path;
     return Output(std::move(out));
   }
-  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, run.base->model.config, at::kFloat, at::kCPU));
+  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, run.base->model.config, at::kFloat, options.device));
   if (!SameTargets(adapter->config(), run.info.lora))
     return InvalidArgument("checkpoint " + work.path + " has LoRA rank " + std::to_string(adapter->config().rank) +
                            " or targets that differ from model " + run.info.id + " (rank " +
@@ -396,7 +397,7 @@ Status Scheduler::Impl::EnsureResident(RunState& run) {
     OPENRL_ASSIGN_OR_RETURN(run.base, LoadBase(run.info.base_model));
   }
   std::string dir = options.data_dir + "/offload/" + run.info.id;
-  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(dir, run.base->model.config, at::kFloat, at::kCPU));
+  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(dir, run.base->model.config, at::kFloat, options.device));
   adapter->SetRequiresGrad(true);
   auto optimizer = std::make_unique<AdamW>(adapter->Parameters());
   OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(dir + "/optimizer.safetensors"));
@@ -460,12 +461,12 @@ Status Scheduler::Impl::LoadSamplerWeights(const std::string& path, SamplerState
   OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, FindCheckpoint(db, p));
   if (stdfs::exists(ckpt.path + "/config.json")) {  // full fine-tuning: every weight
     OPENRL_ASSIGN_OR_RETURN(model::ModelDir loaded,
-                            model::LoadModelDir(ckpt.path, {sampler.base->model.model->dtype(), at::kCPU}));
+                            model::LoadModelDir(ckpt.path, {sampler.base->model.model->dtype(), options.device}));
     loaded.model->SetRequiresGrad(false);
     sampler.weights = std::shared_ptr<const model::Transformer>(std::move(loaded.model));
     return Status::Ok();
   }
-  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, sampler.base->model.config, at::kFloat, at::kCPU));
+  OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, sampler.base->model.config, at::kFloat, options.device));
   adapter->SetRequiresGrad(false);
   sampler.adapter = std::shared_ptr<const model::LoraAdapter>(std::move(adapter));
   return Status::Ok();
