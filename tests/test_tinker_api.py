@@ -306,6 +306,8 @@ def test_bad_input_is_a_readable_4xx_and_leaves_the_run_unchanged(svc, server, t
                    json={"session_id": "ses_nope", "model_seq_id": 0, "base_model": SMOLLM2_NAME,
                          "lora_config": {"rank": 4}})
     assert r.status_code == 400 and "session" in r.json()["detail"]
+    r = httpx.get(server.url + "/api/v1/training_runs?limit=abc", headers=headers)
+    assert r.status_code == 400 and "limit" in r.json()["detail"]
     r = httpx.post(server.url + "/api/v1/get_info", json={"model_id": tc.model_id})
     assert r.status_code == 401
     r = httpx.post(server.url + "/api/v1/get_info", json={"model_id": tc.model_id}, headers={"X-API-Key": "tml-wrong"})

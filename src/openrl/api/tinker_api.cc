@@ -191,6 +191,17 @@ Json RunJson(engine::Scheduler& scheduler, const engine::RunInfo& r) {
   return j;
 }
 
+// A non-negative integer query parameter; INVALID_ARGUMENT naming it otherwise.
+Result<int64_t> QueryInt(const http::Request& req, const char* name, int64_t fallback) {
+  std::optional<std::string> v = req.Query(name);
+  if (!v) return fallback;
+  char* end = nullptr;
+  long long n = std::strtoll(v->c_str(), &end, 10);
+  if (v->empty() || *end != '\0' || n < 0)
+    return InvalidArgument(std::string("query parameter '") + name + "' must be a non-negative integer, got '" + *v + "'");
+  return static_cast<int64_t>(n);
+}
+
 model::LoraConfig LoraFromRequest(const Json& lc, float alpha) {
   model::LoraConfig cfg;
   cfg.rank = lc.value("rank", int64_t{32});
@@ -310,8 +321,8 @@ void TinkerApi::Install(http::Router& r) {
                    {"lora_rank", run.full_finetune ? Json() : Json(run.lora.rank)}});
   }));
   r.Get("/api/v1/training_runs", im.Authed([self](const http::Request& req, const ApiKey& key) {
-    int64_t limit = std::stoll(req.Query("limit").value_or("20"));
-    int64_t offset = std::stoll(req.Query("offset").value_or("0"));
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t limit, QueryInt(req, "limit", 20), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t offset, QueryInt(req, "offset", 0), req);
     auto runs = self->scheduler.Runs(key.id);
     Json list = Json::array();
     for (int64_t i = offset; i < static_cast<int64_t>(runs.size()) && i < offset + limit; ++i)
