@@ -335,6 +335,16 @@ Result<std::vector<std::pair<std::string, at::Tensor>>> ReadTensors(const std::s
   return out;
 }
 
+// AdamW over `params`, with the moments saved in `dir`/optimizer.safetensors (fresh when `dir` is "").
+Result<std::unique_ptr<AdamW>> RestoredOptimizer(std::vector<at::Tensor> params, const std::string& dir) {
+  auto optimizer = std::make_unique<AdamW>(std::move(params));
+  if (!dir.empty()) {
+    OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(dir + "/optimizer.safetensors"));
+    OPENRL_RETURN_IF_ERROR(optimizer->LoadState(state));
+  }
+  return optimizer;
+}
+
 bool SameTargets(const model::LoraConfig& a, const model::LoraConfig& b) {
   return a.rank == b.rank && a.targets == b.targets;
 }
@@ -357,17 +367,11 @@ Result<Output> Scheduler::Impl::RunLoad(RunState& run, const LoadWork& work) {
     own->SetRequiresGrad(true);
     std::vector<at::Tensor> params;
     for (auto& [name, t] : own->NamedParameters()) params.push_back(t);
-    auto optimizer = std::make_unique<AdamW>(std::move(params));
-    if (work.with_optimizer) {
-      OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(ckpt.path + "/optimizer.safetensors"));
-      OPENRL_RETURN_IF_ERROR(optimizer->LoadState(state));
-    }
+    OPENRL_ASSIGN_OR_RETURN(auto optimizer, RestoredOptimizer(std::move(params), work.with_optimizer ? ckpt.path : ""));
     std::lock_guard<std::mutex> lock(mu);
     run.own = std::move(own);
     run.optimizer = std::move(optimizer);
-    LoadOutput out;
-    out.path = work.path;
-    return Output(std::move(out));
+    return Output(LoadOutput{work.path});
   }
   OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(ckpt.path, run.base->model.config, at::kFloat, options.device));
   if (!SameTargets(adapter->config(), run.info.lora))
@@ -375,19 +379,11 @@ Result<Output> Scheduler::Impl::RunLoad(RunState& run, const LoadWork& work) {
                            " or targets that differ from model " + run.info.id + " (rank " +
                            std::to_string(run.info.lora.rank) + ")");
   adapter->SetRequiresGrad(true);
-  auto optimizer = std::make_unique<AdamW>(adapter->Parameters());
-  if (work.with_optimizer) {
-    OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(ckpt.path + "/optimizer.safetensors"));
-    OPENRL_RETURN_IF_ERROR(optimizer->LoadState(state));
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    run.adapter = std::move(adapter);
-    run.optimizer = std::move(optimizer);
-  }
-  LoadOutput out;
-  out.path = work.path;
-  return Output(std::move(out));
+  OPENRL_ASSIGN_OR_RETURN(auto optimizer, RestoredOptimizer(adapter->Parameters(), work.with_optimizer ? ckpt.path : ""));
+  std::lock_guard<std::mutex> lock(mu);
+  run.adapter = std::move(adapter);
+  run.optimizer = std::move(optimizer);
+  return Output(LoadOutput{work.path});
 }
 
 Status Scheduler::Impl::EnsureResident(RunState& run) {
@@ -399,9 +395,7 @@ Status Scheduler::Impl::EnsureResident(RunState& run) {
   std::string dir = options.data_dir + "/offload/" + run.info.id;
   OPENRL_ASSIGN_OR_RETURN(auto adapter, model::LoadPeftAdapter(dir, run.base->model.config, at::kFloat, options.device));
   adapter->SetRequiresGrad(true);
-  auto optimizer = std::make_unique<AdamW>(adapter->Parameters());
-  OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(dir + "/optimizer.safetensors"));
-  OPENRL_RETURN_IF_ERROR(optimizer->LoadState(state));
+  OPENRL_ASSIGN_OR_RETURN(auto optimizer, RestoredOptimizer(adapter->Parameters(), dir));
   {
     std::lock_guard<std::mutex> lock(mu);
     run.adapter = std::move(adapter);
