@@ -51,3 +51,19 @@ def real_ggufs() -> dict:
     for path in paths.values():
         assert path.exists(), f"{path} missing: run `make setup`"
     return paths
+
+
+# The Tinker API on the real SmolLM2 (tests/tinker_server.py), one server per test module that
+# asks for it; modules with other needs define their own `server`.
+@pytest.fixture(scope="module")
+def server(openrl_bin, tmp_path_factory, real_ggufs, request):
+    from tinker_server import start_with_key
+    srv = start_with_key(openrl_bin, tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def svc(server):
+    from tinker_server import service_client
+    return service_client(server, server.key)

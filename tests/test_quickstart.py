@@ -57,6 +57,12 @@ def test_quickstart_post_trains_smollm2_and_exports_gguf(openrl_bin, real_ggufs,
     with torch.no_grad():
         assert torch.isfinite(rl(torch.tensor([[1, 2, 3]])).logits).all()
     assert (ckpt / "optimizer.safetensors").exists()
+    # The same adapter left the server as an export, fetched by its signed URLs: identical tensors.
+    assert re.search(r"RL adapter\s+\S+/rl-adapter\s+\(exported and downloaded by signed URL: "
+                     r"adapter_config.json, adapter_model.safetensors\)", out), out
+    from safetensors.torch import load_file
+    got, want = load_file(tmp_path / "rl-adapter" / "adapter_model.safetensors"), load_file(ckpt / "adapter_model.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
 
 
 def test_tiny_quickstart_writes_loadable_model_tokenizer_and_adapter(openrl_bin, tmp_path):

@@ -17,21 +17,6 @@ from tinker_server import SMOLLM2_NAME, Server, create_key, rest_client, service
 
 
 @pytest.fixture(scope="module")
-def server(openrl_bin, tmp_path_factory, real_ggufs):
-    data = tmp_path_factory.mktemp("tinker")
-    key = create_key(openrl_bin, data)
-    srv = Server(openrl_bin, data).start()
-    srv.key = key
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(scope="module")
-def svc(server):
-    return service_client(server, server.key)
-
-
-@pytest.fixture(scope="module")
 def tokenizer(svc):
     tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4).result()
     return tc.get_tokenizer()
@@ -574,3 +559,32 @@ def test_checkpoint_ttl_expires_it_for_clients(svc, server, tokenizer):
     with pytest.raises(Exception, match="does not exist"):
         tc.load_state(path).result()
     tc.load_state(kept).result()
+
+
+def test_a_short_sample_request_joins_a_running_generation_and_finishes_first(svc, tokenizer):
+    """Continuous batching: a request that arrives while a long generation runs joins it between
+    decode steps, instead of waiting for the whole generation; both results stay exact."""
+    import threading
+
+    sampler = svc.create_sampling_client(base_model=SMOLLM2_NAME).result()
+    prompt = types.ModelInput.from_ints(tokenizer("Count slowly:", add_special_tokens=False).input_ids)
+    finished = {}
+
+    def run(name, max_tokens, delay):
+        __import__("time").sleep(delay)
+        res = sampler.sample(prompt=prompt, num_samples=1, sampling_params=types.SamplingParams(
+            max_tokens=max_tokens, temperature=1.0, seed=5, stop=[])).result()
+        finished[name] = (__import__("time").monotonic(), res.sequences[0])
+
+    threads = [threading.Thread(target=run, args=("long", 160, 0.0)),
+               threading.Thread(target=run, args=("short", 3, 1.0))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(finished["long"][1].tokens) == 160 and len(finished["short"][1].tokens) == 3
+    assert finished["short"][0] < finished["long"][0], "the short request waited for the long generation"
+    # Same seed, same prompt: the short one is the long one's first tokens, whatever it joined.
+    assert finished["short"][1].tokens == finished["long"][1].tokens[:3]
+    lp = sampler.compute_logprobs(types.ModelInput.from_ints(prompt.to_ints() + finished["long"][1].tokens)).result()
+    np.testing.assert_allclose(lp[prompt.length:], finished["long"][1].logprobs, atol=1e-4)

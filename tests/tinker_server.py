@@ -77,6 +77,14 @@ class Server:
         return values
 
 
+def start_with_key(binary, data_dir, **kwargs):
+    """A fresh API key, then a started server over `data_dir`; the key is `server.key`."""
+    key = create_key(binary, data_dir)
+    srv = Server(binary, data_dir, **kwargs).start()
+    srv.key = key
+    return srv
+
+
 def service_client(server, key):
     os.environ.setdefault("TINKER_TELEMETRY", "0")
     import tinker

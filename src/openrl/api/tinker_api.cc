@@ -23,6 +23,12 @@ http::Response Problem(const Status& s, const http::Request& req) {
 
 std::string RequestHash(const http::Request& req) { return crypto::Sha256Hex(req.path + "\n" + req.body); }
 
+Result<int64_t> SeqId(const Json& body) {
+  if (!body.contains("seq_id") || body["seq_id"].is_null()) return int64_t{0};
+  if (!body["seq_id"].is_number_integer()) return InvalidArgument("field 'seq_id' must be an integer");
+  return body["seq_id"].get<int64_t>();
+}
+
 std::string ModelIdFor(const std::string& session_id, int64_t model_seq_id) {
   return session_id + ":train:" + std::to_string(model_seq_id);
 }
@@ -45,7 +51,10 @@ std::string ErrorCategory(const Status& s) {
 
 TinkerApi::TinkerApi(store::MetadataStore& db, engine::Scheduler& scheduler, engine::FutureStore& futures,
                      KeyStore& keys, TinkerApiOptions options)
-    : impl_(std::make_shared<Impl>(db, scheduler, futures, keys, options)) {}
+    : impl_(std::make_shared<Impl>(db, scheduler, futures, keys, options)) {
+  // Without a configured key, download URLs are signed with one that lives as long as the process.
+  if (impl_->options.url_signing_key.empty()) impl_->options.url_signing_key = crypto::RandomBytes(32).value();
+}
 
 Result<ApiKey> TinkerApi::Impl::Authenticate(const http::Request& req) {
   std::string key(req.headers.GetOr("X-API-Key", ""));
@@ -162,10 +171,11 @@ Json StringMap(const Json& j) {
 }
 
 Json CheckpointJson(const engine::CheckpointInfo& c) {
-  Json j = {{"checkpoint_id", (c.kind == "training" ? "weights/" : "sampler_weights/") + c.name},
+  std::string tinker_path = c.TinkerPath();
+  Json j = {{"checkpoint_id", tinker_path.substr(tinker_path.find('/', 9) + 1)},
             {"checkpoint_type", c.kind},
             {"time", Iso(c.created_at)},
-            {"tinker_path", c.TinkerPath()},
+            {"tinker_path", tinker_path},
             {"size_bytes", c.size_bytes},
             {"public", false},
             {"user_metadata", StringMap(c.user_metadata)}};
@@ -186,7 +196,10 @@ Json RunJson(engine::Scheduler& scheduler, const engine::RunInfo& r) {
   j["last_sampler_checkpoint"] = nullptr;
   auto ckpts = scheduler.Checkpoints(r.id);
   if (ckpts.ok()) {
-    for (const auto& c : *ckpts) j[c.kind == "training" ? "last_checkpoint" : "last_sampler_checkpoint"] = CheckpointJson(c);
+    for (const auto& c : *ckpts) {
+      if (c.kind == "training") j["last_checkpoint"] = CheckpointJson(c);
+      if (c.kind == "sampler") j["last_sampler_checkpoint"] = CheckpointJson(c);
+    }
   }
   return j;
 }
@@ -373,6 +386,7 @@ void TinkerApi::Install(http::Router& r) {
     });
   });
   im.InstallTraining(r, self);
+  im.InstallExport(r, self);
 }
 
 }  // namespace openrl::api

@@ -18,6 +18,11 @@ struct TinkerApiOptions {
   std::chrono::seconds session_timeout{30 * 60};  // without a heartbeat, a session expires
   std::chrono::milliseconds poll_wait{20000};     // retrieve_future long-poll (the SDK waits 45 s)
   float lora_alpha = 32.0f;                       // LoRA scale = alpha / rank
+  // Download URLs (exports, archives) are signed with this key and live this long. The URL's
+  // origin is `public_url` when set (a server behind a proxy), else the request's Host.
+  std::string url_signing_key;
+  std::chrono::seconds download_url_ttl{3600};
+  std::string public_url;
 };
 
 class TinkerApi {

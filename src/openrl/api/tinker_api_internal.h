@@ -57,11 +57,19 @@ struct TinkerApi::Impl {
 
   // tinker_api_train.cc
   void InstallTraining(http::Router& r, const std::shared_ptr<Impl>& self);
+  // tinker_api_export.cc: save_weights_external, download URLs, archives, TTL
+  void InstallExport(http::Router& r, const std::shared_ptr<Impl>& self);
+  // An absolute URL for `path` that works without the API key until `expires` (Unix seconds).
+  std::string SignedUrl(const http::Request& req, const std::string& path, int64_t expires) const;
+  // PERMISSION_DENIED unless the request's expires/signature query fits its path and is current.
+  Status VerifySigned(const http::Request& req) const;
 };
 
 http::Response JsonOk(const Json& j);
 http::Response Problem(const Status& s, const http::Request& req);
 std::string RequestHash(const http::Request& req);
+// The request's seq_id (0 when none is given); INVALID_ARGUMENT when it is not an integer.
+Result<int64_t> SeqId(const Json& body);
 // The id of a session's training client number `model_seq_id`, as the SDK derives it.
 std::string ModelIdFor(const std::string& session_id, int64_t model_seq_id);
 // The error category the SDK shows: "user" for bad requests, "server" otherwise.

@@ -43,12 +43,6 @@ int64_t Tokens(const engine::ForwardBackwardWork& work) {
   return n;
 }
 
-Result<int64_t> SeqId(const Json& body) {
-  if (!body.contains("seq_id") || body["seq_id"].is_null()) return int64_t{0};
-  if (!body["seq_id"].is_number_integer()) return InvalidArgument("field 'seq_id' must be an integer");
-  return body["seq_id"].get<int64_t>();
-}
-
 Result<engine::SamplingParams> ParseSamplingParams(const Json& p, const engine::BaseModelInfo& base) {
   engine::SamplingParams out;
   if (!p.is_object()) return InvalidArgument("field 'sampling_params' must be an object");
@@ -198,6 +192,9 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       OPENRL_RETURN_RESPONSE_IF_ERROR(self->CheckSession(key, body.value("session_id", std::string())), req);
       OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo src, self->scheduler.Checkpoint(body.value("path", std::string())), req);
       OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo from, self->OwnedRun(key, src.run_id), req);
+      if (src.kind != "training")
+        return Problem(InvalidArgument("a training client is created from a training checkpoint "
+                                       "(tinker://<id>/weights/<name>), got " + src.TinkerPath()), req);
       std::string base = body.value("base_model", Json()).is_string() ? body["base_model"].get<std::string>() : from.base_model;
       std::string run_id = ModelIdFor(body.value("session_id", std::string()), body.value("model_seq_id", int64_t{0}));
       auto created = self->scheduler.CreateRun(run_id, key.id, body.value("session_id", std::string()), base, from.lora,

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <thread>
 
+#include "openrl/core/fs.h"
+
 #include "tinker_public.pb.h"
 
 namespace openrl::api {
@@ -200,6 +202,41 @@ Result<std::string> TinkerClient::SaveState(const std::string& model_id, const s
                                                                           {"path", name},
                                                                           {"type", "save_weights"}}));
   return AwaitJsonField(accepted, "path");
+}
+
+Result<std::string> TinkerClient::ExportWeights(const std::string& model_id, const std::string& name) {
+  OPENRL_ASSIGN_OR_RETURN(Json accepted, PostJson("/api/v1/save_weights_external", {{"model_id", model_id},
+                                                                                   {"seq_id", NextSeq(model_id)},
+                                                                                   {"path", name},
+                                                                                   {"type", "save_weights_external"}}));
+  return AwaitJsonField(accepted, "path");
+}
+
+Result<std::vector<std::string>> TinkerClient::DownloadExport(const std::string& tinker_path, const std::string& out_dir) {
+  // tinker://<run>/external_weights/<name>
+  std::string rest = tinker_path.rfind("tinker://", 0) == 0 ? tinker_path.substr(9) : "";
+  size_t slash = rest.find('/');
+  if (slash == std::string::npos) return InvalidArgument("not a tinker:// path: " + tinker_path);
+  http::Headers h;
+  h.Set("X-API-Key", api_key_);
+  std::string target = "/api/v1/training_runs/" + rest.substr(0, slash) + "/checkpoints/" + rest.substr(slash + 1) +
+                       "/external_weights_urls";
+  OPENRL_ASSIGN_OR_RETURN(http::ClientResponse r, http_.Get(target, h));
+  if (r.status != 200) return InvalidArgument(target + ": HTTP " + std::to_string(r.status) + ": " + r.body);
+  OPENRL_ASSIGN_OR_RETURN(Json j, r.JsonBody());
+  OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(out_dir));
+  std::vector<std::string> names;
+  for (auto& [name, url] : j.at("urls").items()) {
+    // The URL is absolute; this client is bound to the server, so only its path and query are sent.
+    std::string u = url.get<std::string>();
+    size_t start = u.find("://");
+    start = start == std::string::npos ? 0 : u.find('/', start + 3);
+    OPENRL_ASSIGN_OR_RETURN(http::ClientResponse file, http_.Get(u.substr(start)));
+    if (file.status != 200) return Internal("downloading " + name + ": HTTP " + std::to_string(file.status));
+    OPENRL_RETURN_IF_ERROR(fs::WriteFileAtomic(out_dir + "/" + name, file.body));
+    names.push_back(name);
+  }
+  return names;
 }
 
 }  // namespace openrl::api

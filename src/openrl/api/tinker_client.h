@@ -61,6 +61,12 @@ class TinkerClient {
                                                             const std::vector<std::vector<int32_t>>& prompts,
                                                             int64_t num_samples, const ClientSamplingParams& params);
   Result<std::string> SaveState(const std::string& model_id, const std::string& name);
+  // save_weights_external: the run's weights as an export (PEFT adapter, or a model directory for
+  // full fine-tuning); returns its tinker:// path.
+  Result<std::string> ExportWeights(const std::string& model_id, const std::string& name);
+  // Fetches every file of an export by its signed URL (no API key) into `out_dir`, which is
+  // created; returns the file names.
+  Result<std::vector<std::string>> DownloadExport(const std::string& tinker_path, const std::string& out_dir);
 
  private:
   Result<Json> PostJson(const std::string& path, const Json& body);

@@ -60,6 +60,8 @@ struct RlResult {
   double before = 0, after = 0;  // held-out "right number in format" (greedy, via the API), %
   double seconds = 0;
   std::string checkpoint;        // tinker:// path of the final state
+  std::string adapter_dir;       // the tuned adapter, exported and downloaded (PEFT layout)
+  std::vector<std::string> adapter_files;
 };
 // `prompt_ids` renders a problem's prompt; `decode` turns reply tokens into text.
 Result<RlResult> RunRlThroughApi(const RlOptions& o, const std::vector<Problem>& train, const std::vector<Problem>& eval,

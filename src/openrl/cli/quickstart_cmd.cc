@@ -239,6 +239,9 @@ int Run(const Options& o) {
     std::cout << Format("  held out, right and in format (greedy, via the API): tuned model %.1f%% -> +RL %.1f%%\n",
                         rl->before, rl->after);
     std::cout << "  RL state      " << rl->checkpoint << "  (in " << o.workdir << "/api)\n";
+    std::string files;
+    for (const std::string& f : rl->adapter_files) files += (files.empty() ? "" : ", ") + f;
+    std::cout << "  RL adapter    " << rl->adapter_dir << "  (exported and downloaded by signed URL: " << files << ")\n";
   }
   PrintSamples(eval, *before, *after);
   std::cout << "\nNext: openrl generate --model " << o.model << " --adapter " << adapter_dir << "\n";

@@ -116,6 +116,11 @@ Result<RlResult> RunRlThroughApi(const RlOptions& o, const std::vector<Problem>&
   }
   bar.Finish();
   OPENRL_ASSIGN_OR_RETURN(result.checkpoint, client.SaveState(run, "quickstart-rl"));
+  // Out of the server: the adapter as an export, fetched by its signed download URLs.
+  OPENRL_ASSIGN_OR_RETURN(std::string exported, client.ExportWeights(run, "quickstart-rl"));
+  result.adapter_dir = o.workdir + "/rl-adapter";
+  std::filesystem::remove_all(result.adapter_dir, ec);
+  OPENRL_ASSIGN_OR_RETURN(result.adapter_files, client.DownloadExport(exported, result.adapter_dir));
   OPENRL_ASSIGN_OR_RETURN(std::string final_sampler, client.SamplerForCurrentWeights(run));
   OPENRL_ASSIGN_OR_RETURN(result.after, HeldOut(client, final_sampler, eval, prompt_ids, decode, o.eos));
   server.Shutdown(std::chrono::seconds(5));

@@ -102,6 +102,13 @@ OPENRL_CLI_COMMAND("serve", [](CLI::App& app) {
   sub->add_option("--session-timeout", flags->api.session_timeout_seconds,
                   "Seconds without a heartbeat after which a client session expires")
       ->capture_default_str();
+  sub->add_option("--public-url", flags->api.public_url,
+                  "Origin of signed download URLs (e.g. https://openrl.example.com behind a proxy); "
+                  "default: the request's Host")
+      ->envname("OPENRL_PUBLIC_URL");
+  sub->add_option("--download-url-ttl", flags->api.download_url_ttl_seconds,
+                  "Seconds a signed download URL (exports, checkpoint archives) stays valid")
+      ->capture_default_str();
   sub->callback([flags] {
     Status s = Serve(*flags);
     SetExitCode(s.ok() ? 0 : PrintError(s));

@@ -1,9 +1,36 @@
 #include "openrl/cli/training_api.h"
 
+#include <filesystem>
+
 #include "openrl/cli/data_dir.h"
+#include "openrl/core/crypto.h"
+#include "openrl/core/fs.h"
 #include "openrl/model/checkpoint.h"
 
 namespace openrl::cli {
+namespace {
+
+// 32 random bytes kept in `<data_dir>/secrets/url_signing.key`, readable by the owner only.
+Result<std::string> UrlSigningKey(const std::string& data_dir) {
+  namespace stdfs = std::filesystem;
+  std::string dir = data_dir + "/secrets";
+  std::string path = dir + "/url_signing.key";
+  if (fs::Exists(path)) {
+    OPENRL_ASSIGN_OR_RETURN(std::string key, fs::ReadFile(path));
+    if (key.size() != 32) return InvalidArgument(path + ": expected 32 bytes, found " + std::to_string(key.size()));
+    return key;
+  }
+  OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(dir));
+  std::error_code ec;
+  stdfs::permissions(dir, stdfs::perms::owner_all, stdfs::perm_options::replace, ec);
+  OPENRL_ASSIGN_OR_RETURN(std::string key, crypto::RandomBytes(32));
+  OPENRL_RETURN_IF_ERROR(fs::WriteFileAtomic(path, key));
+  stdfs::permissions(path, stdfs::perms::owner_read | stdfs::perms::owner_write, stdfs::perm_options::replace, ec);
+  if (ec) return Internal("could not restrict the permissions of " + path + ": " + ec.message());
+  return key;
+}
+
+}  // namespace
 
 TrainingApi::~TrainingApi() {
   if (scheduler) scheduler->Stop();
@@ -37,6 +64,10 @@ Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& 
   }
   api::TinkerApiOptions ao;
   ao.session_timeout = std::chrono::seconds(o.session_timeout_seconds);
+  if (o.download_url_ttl_seconds < 1) return InvalidArgument("--download-url-ttl must be at least 1 second");
+  ao.download_url_ttl = std::chrono::seconds(o.download_url_ttl_seconds);
+  ao.public_url = o.public_url;
+  OPENRL_ASSIGN_OR_RETURN(ao.url_signing_key, UrlSigningKey(data_dir));
   t->tinker = std::make_unique<api::TinkerApi>(*t->db, *t->scheduler, *t->futures, *t->keys, ao);
   return t;
 }

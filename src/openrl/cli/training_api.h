@@ -24,6 +24,8 @@ struct TrainingApiOptions {
   int64_t max_tokens_per_pass = 16384;
   int64_t session_timeout_seconds = 1800;
   int64_t max_resident_runs = 64;  // beyond: least recently used run states offloaded to disk
+  std::string public_url;                // origin of signed download URLs ("" → the request's Host)
+  int64_t download_url_ttl_seconds = 3600;
 };
 
 struct TrainingApi {
@@ -36,7 +38,8 @@ struct TrainingApi {
 };
 
 // Opens the data directory (failing pending futures of a previous process), registers the base
-// models, starts the engine thread.
+// models, starts the engine thread. Download URLs are signed with <data>/secrets/url_signing.key
+// (made on first start, mode 0600), so URLs handed out stay valid across restarts.
 Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& o);
 
 }  // namespace openrl::cli

@@ -4,39 +4,23 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include <cstdio>
 #include <cstring>
 
+#include "openrl/core/openssl_util.h"
+
 namespace openrl::crypto {
 namespace {
 
-struct PkeyDeleter {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
-};
-struct BioDeleter {
-  void operator()(BIO* p) const { BIO_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
-
-// The last OpenSSL error as text (and clears the queue), for error messages.
-std::string OpenSslError() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(code, buf, sizeof(buf));
-  return buf;
-}
-
-const unsigned char* U8(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+using internal::BioPtr;
+using internal::MdCtxPtr;
+using internal::OpenSslError;
+using internal::PkeyPtr;
+using internal::U8;
 
 Status CheckLen(std::string_view what, std::string_view bytes, size_t want) {
   if (bytes.size() == want) return Status::Ok();
@@ -125,6 +109,15 @@ std::string Sha256Hasher::Finish() {
 }
 
 std::string Sha256Hasher::FinishHex() { return HexEncode(Finish()); }
+
+std::string HmacSha256(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  // One-shot HMAC over in-memory data; cannot fail for SHA-256 with valid pointers.
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), out, &n);
+  return std::string(reinterpret_cast<const char*>(out), n);
+}
 
 std::string Sha256(std::string_view data) {
   Sha256Hasher h;

@@ -1,4 +1,4 @@
-// Cryptography on OpenSSL 3 (EVP): SHA-256 (bytes, streaming, files), Ed25519 keys/signatures
+// Cryptography on OpenSSL 3 (EVP): SHA-256 (bytes, streaming, files), HMAC-SHA256, Ed25519 keys/signatures
 // (raw 32-byte keys and PEM), constant-time comparison, secure random bytes, hex and base64url.
 // Byte strings are carried in std::string (any byte values); keys are raw bytes unless the
 // function name says PEM.
@@ -41,6 +41,9 @@ class Sha256Hasher {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// HMAC-SHA256 (RFC 2104): 32 raw bytes.
+std::string HmacSha256(std::string_view key, std::string_view data);
 
 struct Ed25519KeyPair {
   std::string private_key;  // 32-byte seed

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <map>
+
 #include "openrl/engine/forward.h"
 #include "openrl/engine/optimizer.h"
 #include "openrl/engine/sampler.h"
@@ -73,6 +75,64 @@ TEST_P(EngineTest, MixedAdapterBatchEqualsSeparateRuns) {
   }
   // The adapters really differ from each other and from the base.
   EXPECT_NE((*together)[0].logprobs, (*Generate(*m, {{prompts[0], mixed[0].params, nullptr}}))[0].logprobs);
+}
+
+// Continuous batching: requests that join a running generation (with shorter and longer prompts
+// than what it has decoded so far, with and without adapters), and rows that come and go for long
+// enough that the cache drops its unused left slots, each give what they give alone.
+TEST_P(EngineTest, RowsJoiningMidGenerationMatchSoloRuns) {
+  auto cfg = TinyConfig(GetParam());
+  auto m = model::Transformer::Init(cfg, at::kFloat, at::kCPU, 3);
+  auto a1 = RandomAdapter(cfg, 31), a2 = RandomAdapter(cfg, 32);
+  const model::LoraAdapter* adapters[] = {nullptr, a1.get(), a2.get()};
+  auto request = [&](int64_t i) {
+    std::vector<int32_t> prompt;
+    int64_t n = 2 + (i * 7) % 13;  // 2..14 tokens
+    for (int64_t t = 0; t < n; ++t) prompt.push_back(static_cast<int32_t>(1 + (i * 31 + t * 17) % 90));
+    SampleRequest r{prompt, {}, adapters[i % 3]};
+    r.params.max_tokens = 4 + (i * 5) % 9;
+    r.params.temperature = i % 2 == 0 ? 0.0 : 0.9;
+    r.params.seed = 100 + static_cast<uint64_t>(i);
+    r.params.prompt_logprobs = i % 4 == 1;
+    return r;
+  };
+  GenerationBatch batch(*m);
+  std::map<int64_t, int64_t> request_of;  // ticket → request index
+  std::map<int64_t, SampleResult> got;
+  int64_t next = 0;
+  for (int64_t step = 0; step < 200 && (next < 24 || !batch.empty()); ++step) {
+    if (next < 24 && step % 2 == 0) {  // one or two newcomers every other step
+      std::vector<SampleRequest> newcomers = {request(next)};
+      if (next % 3 == 0) newcomers.push_back(request(next + 1));
+      auto tickets = batch.Add(newcomers);
+      ASSERT_TRUE(tickets.ok()) << tickets.status().ToString();
+      for (int64_t t : *tickets) request_of[t] = next++;
+    }
+    auto done = batch.Step();
+    ASSERT_TRUE(done.ok()) << done.status().ToString();
+    for (auto& [ticket, res] : *done) got[request_of.at(ticket)] = std::move(res);
+  }
+  ASSERT_EQ(static_cast<int64_t>(got.size()), next);
+  for (int64_t i = 0; i < next; ++i) {
+    auto alone = Generate(*m, {request(i)});
+    ASSERT_TRUE(alone.ok());
+    const SampleResult& want = (*alone)[0];
+    EXPECT_EQ(got[i].tokens, want.tokens) << "request " << i;
+    EXPECT_EQ(got[i].finish_reason, want.finish_reason) << "request " << i;
+    ASSERT_EQ(got[i].logprobs.size(), want.logprobs.size());
+    for (size_t t = 0; t < want.logprobs.size(); ++t) EXPECT_NEAR(got[i].logprobs[t], want.logprobs[t], 1e-4);
+    ASSERT_EQ(got[i].prompt_logprobs.size(), want.prompt_logprobs.size());
+    for (size_t t = 1; t < want.prompt_logprobs.size(); ++t)
+      EXPECT_NEAR(*got[i].prompt_logprobs[t], *want.prompt_logprobs[t], 1e-4);
+  }
+  // A bad newcomer is refused with its index, and nothing of it joins.
+  SampleRequest bad = request(0);
+  bad.prompt.push_back(static_cast<int32_t>(cfg.vocab_size));
+  auto refused = batch.Add({request(1), bad});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("request 1: prompt token 97"), std::string::npos)
+      << refused.status().message();
+  EXPECT_TRUE(batch.empty());
 }
 
 TEST_P(EngineTest, CachedDecodingMatchesFullForward) {

@@ -115,14 +115,57 @@ Status SamplingParams::Validate(int64_t vocab_size) const {
   return Status::Ok();
 }
 
-Result<std::vector<SampleResult>> Generate(const Transformer& model,
-                                           const std::vector<SampleRequest>& reqs,
-                                           const tokenizer::Tokenizer* tok) {
-  const auto& cfg = model.config();
+struct GenerationBatch::Impl {
+  Impl(const Transformer& model, const tokenizer::Tokenizer* tok) : model(model), tok(tok) {}
+  struct Row {
+    int64_t ticket;
+    SampleRequest request;
+    SampleResult result;
+    at::Generator gen;
+  };
+  const Transformer& model;
+  const tokenizer::Tokenizer* tok;
+  std::vector<Row> rows;              // in cache order
+  std::unique_ptr<KvCache> cache;     // null while empty
+  at::Tensor logits;                  // (rows, V): each row's next-token logits, not yet sampled
+  LoraBatch lora;
+  int64_t next_ticket = 0;
+  std::random_device rd;
+
+  void Regroup() {
+    std::vector<SampleRequest> reqs;
+    std::vector<int64_t> live;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      reqs.push_back(SampleRequest{{}, {}, rows[i].request.adapter});
+      live.push_back(static_cast<int64_t>(i));
+    }
+    lora = GroupRows(reqs, live, model.device());
+  }
+  // Slots left of every row's first real token serve nobody: drop them once they pile up, so a
+  // batch that runs for long with rows coming and going does not grow without bound.
+  void Compact() {
+    if (!cache || cache->batch() == 0) return;
+    at::Tensor used = cache->valid().narrow(1, 0, cache->length()).any(0).cpu();
+    int64_t first = 0, L = cache->length();
+    auto u = used.accessor<bool, 1>();
+    while (first < L && !u[first]) ++first;
+    if (first >= 64 || (first > 0 && first * 4 >= L)) cache->DropLeading(first);
+  }
+};
+
+GenerationBatch::GenerationBatch(const Transformer& model, const tokenizer::Tokenizer* tok)
+    : impl_(std::make_unique<Impl>(model, tok)) {}
+GenerationBatch::~GenerationBatch() = default;
+
+int64_t GenerationBatch::rows() const { return static_cast<int64_t>(impl_->rows.size()); }
+
+Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleRequest>& reqs) {
+  Impl& im = *impl_;
+  const auto& cfg = im.model.config();
   int64_t B = static_cast<int64_t>(reqs.size());
-  std::vector<SampleResult> out(B);
-  if (B == 0) return out;
-  int64_t P = 0, max_new = 0;
+  std::vector<int64_t> tickets;
+  if (B == 0) return tickets;
+  int64_t P = 0;
   for (size_t b = 0; b < reqs.size(); ++b) {
     const auto& r = reqs[b];
     std::string where = "request " + std::to_string(b) + ": ";
@@ -132,85 +175,128 @@ Result<std::vector<SampleResult>> Generate(const Transformer& model,
         return InvalidArgument(where + "prompt token " + std::to_string(id) + " is outside the vocabulary (size " +
                                std::to_string(cfg.vocab_size) + ")");
     OPENRL_RETURN_IF_ERROR(r.params.Validate(cfg.vocab_size).WithContext(where.substr(0, where.size() - 2)));
-    P = std::max<int64_t>(P, r.prompt.size());
-    max_new = std::max(max_new, r.params.max_tokens);
+    int64_t n = static_cast<int64_t>(r.prompt.size());
+    if (n + r.params.max_tokens > cfg.max_position_embeddings)
+      return InvalidArgument(where + "prompt plus max_tokens (" + std::to_string(n + r.params.max_tokens) +
+                             ") exceeds the model's context of " + std::to_string(cfg.max_position_embeddings));
+    P = std::max<int64_t>(P, n);
   }
-  if (P + max_new > cfg.max_position_embeddings)
-    return InvalidArgument("prompt plus max_tokens (" + std::to_string(P + max_new) +
-                           ") exceeds the model's context of " + std::to_string(cfg.max_position_embeddings));
   try {
     at::NoGradGuard no_grad;
-    std::vector<at::Generator> gens;
-    std::random_device rd;
-    for (const auto& r : reqs)
-      gens.push_back(at::make_generator<at::CPUGeneratorImpl>(r.params.seed ? *r.params.seed : rd()));
-
-    // Prefill, left-padded so every row's next token lands in the same cache slot.
+    std::vector<SampleResult> fresh(static_cast<size_t>(B));
+    // Prefill the newcomers on their own, left-padded to their longest prompt.
     at::Tensor ids = at::zeros({B, P}, at::kLong), valid = at::zeros({B, P}, at::kBool);
     for (int64_t b = 0; b < B; ++b) {
-      int64_t n = reqs[b].prompt.size();
+      int64_t n = static_cast<int64_t>(reqs[b].prompt.size());
       for (int64_t t = 0; t < n; ++t) ids[b][P - n + t] = reqs[b].prompt[t];
       valid[b].narrow(0, P - n, n).fill_(true);
     }
-    std::vector<int64_t> live(B);
-    for (int64_t b = 0; b < B; ++b) live[b] = b;
-    KvCache cache(cfg, B, P + std::max<int64_t>(max_new, 1), model.dtype(), model.device());
-    LoraBatch lora = GroupRows(reqs, live, model.device());
-    model::ForwardArgs args{ids, {}, valid, &cache, &lora, false};
-    at::Tensor hidden = model.Hidden(args);
-    bool any_prompt_lp = std::any_of(reqs.begin(), reqs.end(), [](auto& r) { return r.params.prompt_logprobs; });
-    at::Tensor last_logits;
-    if (any_prompt_lp) {
-      at::Tensor all = model.Logits(hidden, &lora);
-      FillPromptLogprobs(all, reqs, P, out);
-      last_logits = all.select(1, P - 1);
+    std::vector<int64_t> all(B);
+    for (int64_t b = 0; b < B; ++b) all[b] = b;
+    KvCache prefill(cfg, B, P, im.model.dtype(), im.model.device());
+    LoraBatch lora = GroupRows(reqs, all, im.model.device());
+    model::ForwardArgs args{ids, {}, valid, &prefill, &lora, false};
+    at::Tensor hidden = im.model.Hidden(args);
+    at::Tensor last;
+    if (std::any_of(reqs.begin(), reqs.end(), [](auto& r) { return r.params.prompt_logprobs; })) {
+      at::Tensor logits = im.model.Logits(hidden, &lora);
+      FillPromptLogprobs(logits, reqs, P, fresh);
+      last = logits.select(1, P - 1);
     } else {
-      last_logits = model.Logits(hidden.narrow(1, P - 1, 1), &lora).squeeze(1);
+      last = im.model.Logits(hidden.narrow(1, P - 1, 1), &lora).squeeze(1);
     }
+    // Join the running batch: room for every row's remaining tokens from the shared slot on.
+    int64_t length = std::max<int64_t>(P, im.cache ? im.cache->length() : 0);
+    int64_t remaining = 1;
+    for (const auto& r : reqs) remaining = std::max(remaining, r.params.max_tokens);
+    for (const auto& row : im.rows)
+      remaining = std::max<int64_t>(remaining, row.request.params.max_tokens - static_cast<int64_t>(row.result.tokens.size()));
+    if (!im.cache) im.cache = std::make_unique<KvCache>(cfg, 0, 0, im.model.dtype(), im.model.device());
+    im.cache->Join(prefill, std::max(length + remaining, im.cache->capacity()));
+    im.logits = im.logits.defined() && im.logits.size(0) > 0 ? at::cat({im.logits, last}, 0) : last;
+    for (int64_t b = 0; b < B; ++b) {
+      const SampleRequest& r = reqs[b];
+      uint64_t seed = r.params.seed ? *r.params.seed : (static_cast<uint64_t>(im.rd()) << 32 | im.rd());
+      im.rows.push_back(Impl::Row{im.next_ticket, r, std::move(fresh[b]), at::make_generator<at::CPUGeneratorImpl>(seed)});
+      tickets.push_back(im.next_ticket++);
+    }
+    im.Regroup();
+  } catch (const std::exception& e) {
+    return StatusFromException(e, "prefill");
+  }
+  return tickets;
+}
 
-    for (int64_t step = 0; !live.empty(); ++step) {
-      last_logits = last_logits.cpu();  // per-row sampling uses CPU generators
-      std::vector<int64_t> next_tokens, still;
-      for (size_t i = 0; i < live.size(); ++i) {
-        int64_t b = live[i];
-        const auto& r = reqs[b];
-        auto& res = out[b];
-        if (step >= r.params.max_tokens) {
-          res.finish_reason = "length";
-          continue;
-        }
-        at::Tensor row = last_logits[i];
-        int64_t tokid = SampleToken(row, r.params, gens[b]);
-        at::Tensor lp = at::log_softmax(r.params.temperature > 0 ? row / r.params.temperature : row, 0);
+Result<std::vector<std::pair<int64_t, SampleResult>>> GenerationBatch::Step() {
+  Impl& im = *impl_;
+  std::vector<std::pair<int64_t, SampleResult>> finished;
+  if (im.rows.empty()) return finished;
+  try {
+    at::NoGradGuard no_grad;
+    at::Tensor logits = im.logits.cpu();  // per-row sampling uses CPU generators
+    std::vector<int64_t> keep, next_tokens;
+    for (size_t i = 0; i < im.rows.size(); ++i) {
+      auto& row = im.rows[i];
+      const SampleRequest& r = row.request;
+      SampleResult& res = row.result;
+      std::string reason;
+      if (static_cast<int64_t>(res.tokens.size()) >= r.params.max_tokens) {
+        reason = "length";
+      } else {
+        at::Tensor x = logits[static_cast<int64_t>(i)];
+        int64_t tokid = SampleToken(x, r.params, row.gen);
+        at::Tensor lp = at::log_softmax(r.params.temperature > 0 ? x / r.params.temperature : x, 0);
         res.tokens.push_back(static_cast<int32_t>(tokid));
         res.logprobs.push_back(lp[tokid].item<float>());
         if (r.params.top_logprobs > 0) res.top_logprobs.push_back(TopK(lp, r.params.top_logprobs));
-        if (HitsStop(r, res, tok)) {
-          res.finish_reason = "stop";
-          continue;
+        if (HitsStop(r, res, im.tok)) {
+          reason = "stop";
+        } else if (static_cast<int64_t>(res.tokens.size()) >= r.params.max_tokens) {
+          reason = "length";
+        } else {
+          keep.push_back(static_cast<int64_t>(i));
+          next_tokens.push_back(tokid);
         }
-        if (static_cast<int64_t>(res.tokens.size()) >= r.params.max_tokens) {
-          res.finish_reason = "length";
-          continue;
-        }
-        still.push_back(static_cast<int64_t>(i));
-        next_tokens.push_back(tokid);
       }
-      if (still.empty()) break;
-      if (still.size() != live.size()) {
-        cache.SelectRows(at::tensor(still, at::kLong).to(model.device()));
-        std::vector<int64_t> kept;
-        for (int64_t i : still) kept.push_back(live[i]);
-        live = kept;
-        lora = GroupRows(reqs, live, model.device());
+      if (!reason.empty()) {
+        res.finish_reason = reason;
+        finished.emplace_back(row.ticket, std::move(res));
       }
-      at::Tensor step_ids = at::tensor(next_tokens, at::kLong).view({-1, 1}).to(model.device());
-      model::ForwardArgs dargs{step_ids, {}, at::ones({static_cast<int64_t>(live.size()), 1}, at::kBool),
-                               &cache, &lora, false};
-      last_logits = model.Logits(model.Hidden(dargs), &lora).squeeze(1);
     }
+    if (keep.size() != im.rows.size()) {
+      std::vector<Impl::Row> kept;
+      for (int64_t i : keep) kept.push_back(std::move(im.rows[static_cast<size_t>(i)]));
+      im.rows = std::move(kept);
+      if (im.rows.empty()) {
+        im.cache.reset();
+        im.logits = at::Tensor();
+        return finished;
+      }
+      at::Tensor idx = at::tensor(keep, at::kLong).to(im.model.device());
+      im.cache->SelectRows(idx);
+      im.Compact();
+      im.Regroup();
+    }
+    at::Tensor step_ids = at::tensor(next_tokens, at::kLong).view({-1, 1}).to(im.model.device());
+    model::ForwardArgs args{step_ids, {}, at::ones({static_cast<int64_t>(im.rows.size()), 1}, at::kBool), im.cache.get(),
+                            &im.lora, false};
+    im.logits = im.model.Logits(im.model.Hidden(args), &im.lora).squeeze(1);
   } catch (const std::exception& e) {
     return StatusFromException(e, "generate");
+  }
+  return finished;
+}
+
+Result<std::vector<SampleResult>> Generate(const Transformer& model, const std::vector<SampleRequest>& reqs,
+                                           const tokenizer::Tokenizer* tok) {
+  std::vector<SampleResult> out(reqs.size());
+  GenerationBatch batch(model, tok);
+  OPENRL_ASSIGN_OR_RETURN(std::vector<int64_t> tickets, batch.Add(reqs));
+  std::map<int64_t, size_t> index;
+  for (size_t i = 0; i < tickets.size(); ++i) index[tickets[i]] = i;
+  while (!batch.empty()) {
+    OPENRL_ASSIGN_OR_RETURN(auto done, batch.Step());
+    for (auto& [ticket, res] : done) out[index.at(ticket)] = std::move(res);
   }
   return out;
 }

@@ -1,10 +1,11 @@
 // Sampler: batched generation over ragged prompts with a KV cache (left-padded prefill, one
-// decode step per token for every live row, finished rows leaving the batch), per-row
-// adapters, and the usual controls: temperature, top-k, top-p, min-p, seed, stop tokens and
+// decode step per token for every live row, finished rows leaving the batch, new rows joining
+// between steps: continuous batching), per-row adapters, and the usual controls: temperature, top-k, top-p, min-p, seed, stop tokens and
 // stop strings, max tokens; logprobs of sampled tokens with top-k alternatives; prompt logprobs.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,7 +53,33 @@ struct SampleResult {
   std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;
 };
 
-// Generates for every request in one batch. `tok` is needed only for stop strings.
+// Iteration-level continuous batching over one model: requests join between decode steps
+// (prefilled on their own, then merged into the running KV cache) and leave as soon as they
+// finish, so a long generation never holds a short one back. Rows may use different adapters;
+// an adapter must outlive the rows that use it. Not thread-safe: one engine thread drives it.
+class GenerationBatch {
+ public:
+  // `tok` is needed only for stop strings.
+  explicit GenerationBatch(const model::Transformer& model, const tokenizer::Tokenizer* tok = nullptr);
+  ~GenerationBatch();
+  GenerationBatch(const GenerationBatch&) = delete;
+  GenerationBatch& operator=(const GenerationBatch&) = delete;
+
+  // Validates every request (errors name "request i"; none joins then), prefills them (prompt
+  // logprobs are computed here) and adds their rows. Returns one ticket per request.
+  Result<std::vector<int64_t>> Add(const std::vector<SampleRequest>& requests);
+  // One step for every row: samples its next token, retires the rows that finished, runs the
+  // model once over the others. Returns the finished rows with their tickets.
+  Result<std::vector<std::pair<int64_t, SampleResult>>> Step();
+  int64_t rows() const;
+  bool empty() const { return rows() == 0; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Generates for every request in one batch (a GenerationBatch run to completion).
 Result<std::vector<SampleResult>> Generate(const model::Transformer& model,
                                            const std::vector<SampleRequest>& requests,
                                            const tokenizer::Tokenizer* tok = nullptr);

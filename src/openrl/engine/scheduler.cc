@@ -1,5 +1,6 @@
 #include "openrl/engine/scheduler.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 
@@ -21,18 +22,45 @@ using store::Tx;
 std::string NowIso() { return FormatIso8601Utc(SystemClock().Now()); }
 
 std::string CheckpointKindSegment(CheckpointKind kind) {
-  return kind == CheckpointKind::kTraining ? "weights" : "sampler_weights";
+  switch (kind) {
+    case CheckpointKind::kTraining: return "weights";
+    case CheckpointKind::kSampler: return "sampler_weights";
+    case CheckpointKind::kExternal: return "external_weights";
+  }
+  return "weights";
+}
+
+std::string CheckpointKindName(CheckpointKind kind) {
+  switch (kind) {
+    case CheckpointKind::kTraining: return "training";
+    case CheckpointKind::kSampler: return "sampler";
+    case CheckpointKind::kExternal: return "external";
+  }
+  return "training";
 }
 
 std::string CheckpointInfo::TinkerPath() const {
-  return "tinker://" + run_id + "/" + (kind == "training" ? "weights" : "sampler_weights") + "/" + name;
+  std::string segment = kind == "training" ? "weights" : kind == "sampler" ? "sampler_weights" : "external_weights";
+  return "tinker://" + run_id + "/" + segment + "/" + name;
+}
+
+Result<std::vector<std::string>> CheckpointInfo::Files() const {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (auto it = stdfs::recursive_directory_iterator(path, ec); !ec && it != stdfs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->is_regular_file()) files.push_back(stdfs::relative(it->path(), path).generic_string());
+  }
+  if (ec) return Internal("could not list the files of checkpoint " + TinkerPath() + ": " + ec.message());
+  std::sort(files.begin(), files.end());
+  return files;
 }
 
 Result<TinkerPath> ParseTinkerPath(const std::string& path) {
   constexpr std::string_view kPrefix = "tinker://";
   auto bad = [&](const std::string& why) {
-    return InvalidArgument("path '" + path + "': " + why + " (expected tinker://<model_id>/weights/<name> or "
-                           "tinker://<model_id>/sampler_weights/<name>)");
+    return InvalidArgument("path '" + path + "': " + why + " (expected tinker://<model_id>/weights/<name>, "
+                           "tinker://<model_id>/sampler_weights/<name> or tinker://<model_id>/external_weights/<name>)");
   };
   if (path.rfind(kPrefix, 0) != 0) return bad("does not start with tinker://");
   std::string rest = path.substr(kPrefix.size());
@@ -47,6 +75,8 @@ Result<TinkerPath> ParseTinkerPath(const std::string& path) {
     p.kind = CheckpointKind::kTraining;
   } else if (kind == "sampler_weights") {
     p.kind = CheckpointKind::kSampler;
+  } else if (kind == "external_weights") {
+    p.kind = CheckpointKind::kExternal;
   } else {
     return bad("unknown checkpoint kind '" + kind + "'");
   }
@@ -412,7 +442,7 @@ void Scheduler::Impl::EngineLoop() {
   bool was_idle = true;
   while (true) {
     auto nothing_ready = [&] {
-      if (!sample_queue.empty()) return false;
+      if (!sample_queue.empty() || !generations.empty()) return false;
       for (auto& [id, run] : runs)
         if (ReadyItem(*run)) return false;
       return true;
@@ -427,6 +457,13 @@ void Scheduler::Impl::EngineLoop() {
         lock.lock();
       }
       continue;
+    }
+    if (stopping) {  // Stop() fails what is still queued; generations in flight fail here
+      int64_t failed = 0;
+      for (auto& [model, gen] : generations) failed += FailGeneration(gen, Unavailable("the server is shutting down"));
+      generations.clear();
+      queued -= failed;
+      return;
     }
     if (was_idle && options.gather_window.count() > 0) {
       // Work just arrived at an idle engine: give the other clients' requests of this step a
@@ -452,7 +489,7 @@ void Scheduler::Impl::EngineLoop() {
     Retire(fwdbwd, queued);
     Retire(fwd_only, queued);
     // Phase 2: each run's next item if it is not a forward/backward (typically the optimizer
-    // step sent right behind it), then every queued sample request in one batch.
+    // step sent right behind it). Phase 3: queued sample requests join the running generations.
     ItemList others;
     for (auto& [id, run] : runs) {
       QueuedItem* item = ReadyItem(*run);
@@ -466,14 +503,31 @@ void Scheduler::Impl::EngineLoop() {
       (void)EnsureResident(*run);
       run_item(*run, *item);
     }
-    if (!samples.empty()) RunSamples(samples);
+    int64_t samples_done = AdmitSamples(samples);
+    // Decode steps (continuous batching): requests that arrive meanwhile join between steps; the
+    // cycle ends once training work is ready, so generation never holds a training step back by
+    // more than one decode step.
+    while (!generations.empty()) {
+      samples_done += StepGenerations();
+      lock.lock();
+      queued -= samples_done;
+      samples_done = 0;
+      bool training_ready = stopping;
+      for (auto& [id, run] : runs) training_ready = training_ready || ReadyItem(*run) != nullptr;
+      std::vector<std::pair<SampleWork, Done>> newcomers(std::make_move_iterator(sample_queue.begin()),
+                                                         std::make_move_iterator(sample_queue.end()));
+      sample_queue.clear();
+      lock.unlock();
+      samples_done += AdmitSamples(newcomers);
+      if (training_ready) break;
+    }
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     busy_seconds.store(busy_seconds.load() + dt);
     busy.Inc(dt);
     cycles.Inc();
     lock.lock();
     Retire(others, queued);
-    queued -= static_cast<int64_t>(samples.size());
+    queued -= samples_done;
     depth.Set(static_cast<double>(queued));
     lock.unlock();
     EnforceMemoryBudget();

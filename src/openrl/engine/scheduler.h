@@ -27,6 +27,7 @@
 #include <variant>
 #include <vector>
 
+#include "openrl/core/age.h"
 #include "openrl/core/json.h"
 #include "openrl/core/status.h"
 #include "openrl/engine/losses.h"
@@ -78,17 +79,23 @@ struct OptimStepOutput {
   std::map<std::string, double> metrics;
 };
 
-enum class CheckpointKind { kTraining, kSampler };
+// Training checkpoints hold the adapter (or every weight) and the optimizer state; sampler
+// checkpoints the weights a sampling client needs; external ones are an export for use elsewhere:
+// the PEFT adapter (or, for full fine-tuning, a Hugging Face model directory) and nothing else,
+// each file optionally age-encrypted to the client's recipients (stored as "<file>.age").
+enum class CheckpointKind { kTraining, kSampler, kExternal };
 struct SaveWork {
   CheckpointKind kind = CheckpointKind::kTraining;
   std::string name;                 // empty for an unnamed sampler snapshot
   std::optional<int64_t> ttl_seconds;
   Json user_metadata = Json::object();
   bool make_sampling_session = false;  // save_weights_and_get_sampling_client
+  std::vector<crypto::AgeRecipient> age_recipients;  // kExternal: encrypt every file to these
 };
 struct SaveOutput {
-  std::string path;                 // tinker://<run>/{weights|sampler_weights}/<name>
+  std::string path;                 // tinker://<run>/{weights|sampler_weights|external_weights}/<name>
   std::string sampling_session_id;  // when make_sampling_session
+  int64_t size_bytes = 0;
 };
 
 struct LoadWork {
@@ -134,11 +141,13 @@ struct BaseModelInfo {
 };
 
 struct CheckpointInfo {
-  std::string run_id, kind, name, path, created_at;
+  std::string run_id, kind, name, path, created_at;  // kind: "training" | "sampler" | "external"
   std::optional<std::string> expires_at;
   int64_t size_bytes = 0;
   Json user_metadata = Json::object();
   std::string TinkerPath() const;  // tinker://run/weights/name
+  // The checkpoint's files, relative to `path`, sorted (an export's files are what a download fetches).
+  Result<std::vector<std::string>> Files() const;
 };
 
 struct SamplingSessionInfo {
@@ -191,6 +200,8 @@ class Scheduler {
   Result<std::vector<CheckpointInfo>> Checkpoints(const std::string& run_id);
   Result<CheckpointInfo> Checkpoint(const std::string& tinker_path);
   Status DeleteCheckpoint(const std::string& tinker_path);
+  // Sets the checkpoint to expire `ttl_seconds` from now, or never (nullopt).
+  Status SetCheckpointTtl(const std::string& tinker_path, std::optional<int64_t> ttl_seconds);
   Result<int64_t> SweepExpiredCheckpoints();
 
   // Engine occupancy since start: busy seconds and wall seconds (for the packing bench).
@@ -201,12 +212,15 @@ class Scheduler {
   std::unique_ptr<Impl> impl_;
 };
 
-// tinker://<run>/{weights|sampler_weights}/<name> → (run, kind, name); errors quote the path.
+// tinker://<run>/{weights|sampler_weights|external_weights}/<name> → (run, kind, name); errors
+// quote the path.
 struct TinkerPath {
   std::string run_id;
   CheckpointKind kind;
   std::string name;
 };
 Result<TinkerPath> ParseTinkerPath(const std::string& path);
+std::string CheckpointKindName(CheckpointKind kind);     // "training" | "sampler" | "external"
+std::string CheckpointKindSegment(CheckpointKind kind);  // "weights" | "sampler_weights" | "external_weights"
 
 }  // namespace openrl::engine

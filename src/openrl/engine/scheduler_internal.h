@@ -46,6 +46,23 @@ struct SamplerState {
   std::shared_ptr<const model::Transformer> weights;  // full fine-tuning snapshot (instead of the base)
 };
 
+// A sample request in flight: its num_samples rows generate in a GenerationBatch; it completes
+// when the last one finishes. It holds the weights its rows use.
+struct PendingSample {
+  SampleOutput out;
+  Done done;
+  int64_t remaining = 0;
+  std::shared_ptr<const model::LoraAdapter> adapter;
+  std::shared_ptr<const model::Transformer> weights;
+};
+
+// The running generation of one model (a base, or a full-weights snapshot): rows of many
+// requests and adapters, joined and retired between decode steps. Engine thread only.
+struct ActiveGeneration {
+  std::unique_ptr<GenerationBatch> batch;
+  std::map<int64_t, std::pair<std::shared_ptr<PendingSample>, int64_t>> owners;  // ticket → (request, sample)
+};
+
 struct Scheduler::Impl {
   Impl(store::MetadataStore& db, SchedulerOptions options) : db(db), options(std::move(options)) {}
 
@@ -84,15 +101,23 @@ struct Scheduler::Impl {
   void RunForwardBackward(std::vector<std::pair<RunState*, QueuedItem*>>& batch);
   Result<Output> RunOptimStep(RunState& run, const OptimStepWork& work);
   Result<Output> RunSave(RunState& run, const SaveWork& work);
+  // The checkpoint's files in `dir` (a fresh temporary directory): weights, optimizer state for a
+  // training checkpoint, openrl_checkpoint.json; an export's files age-encrypted when asked.
+  Status WriteCheckpointFiles(RunState& run, const SaveWork& work, const std::string& dir);
   Result<Output> RunLoad(RunState& run, const LoadWork& work);
   // The weights a sampling session on a saved checkpoint uses: a LoRA adapter, or full weights.
   Status LoadSamplerWeights(const std::string& path, SamplerState& sampler);
 
-  // scheduler_sample.cc
-  void RunSamples(std::vector<std::pair<SampleWork, Done>>& batch);
+  // scheduler_sample.cc (continuous batching; engine thread only)
+  std::map<const model::Transformer*, ActiveGeneration> generations;
+  // Queued sample requests join the running generations (a refused one fails at once); returns
+  // how many requests finished (failed) here.
+  int64_t AdmitSamples(std::vector<std::pair<SampleWork, Done>>& batch);
+  // One decode step of every running generation; returns how many requests completed.
+  int64_t StepGenerations();
+  int64_t FailGeneration(ActiveGeneration& gen, const Status& why);
 };
 
-std::string CheckpointKindSegment(CheckpointKind kind);  // "weights" | "sampler_weights"
 std::string NowIso();
 // A deep copy of every weight (for full fine-tuning: a private copy of a base, or a snapshot).
 std::unique_ptr<model::Transformer> CopyWeights(const model::Transformer& m, at::ScalarType dtype);

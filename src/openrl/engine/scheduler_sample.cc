@@ -72,48 +72,41 @@ Result<SamplingSessionInfo> Scheduler::SamplingSession(const std::string& id) {
   return it->second->info;
 }
 
-void Scheduler::Impl::RunSamples(std::vector<std::pair<SampleWork, Done>>& batch) {
-  // Rows of every request, grouped by base model; each request owns num_samples rows.
-  struct Owner {
-    size_t request;
-    int64_t sample;
+int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& batch) {
+  int64_t failed = 0;
+  // Newcomers grouped by the weights they run on: a base (with per-row adapters) or a
+  // full-weights snapshot; each group joins that model's running generation in one prefill.
+  struct Newcomer {
+    std::shared_ptr<PendingSample> pending;
+    std::vector<SampleRequest> rows;  // one per sample
   };
-  // Grouped by the weights they run on: a base (with per-row adapters) or a full-weights snapshot.
-  struct Group {
-    const model::Transformer* weights = nullptr;
-    const tokenizer::Tokenizer* tokenizer = nullptr;
-    std::vector<SampleRequest> requests;
-    std::vector<Owner> owners;
-  };
-  std::map<const model::Transformer*, Group> by_base;
-  std::vector<SampleOutput> outs(batch.size());
-  std::vector<Status> errors(batch.size(), Status::Ok());
+  std::map<const model::Transformer*, std::vector<Newcomer>> by_model;
+  std::map<const model::Transformer*, const tokenizer::Tokenizer*> tokenizers;
   std::random_device rd;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    SampleWork& w = batch[i].first;
+  for (auto& [w, done] : batch) {
     SamplerState* sampler = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu);
       auto it = samplers.find(w.sampling_session_id);
       if (it != samplers.end()) sampler = it->second.get();
     }
-    if (!sampler) {
-      errors[i] = NotFound("sampling session '" + w.sampling_session_id + "' is unknown");
-      continue;
-    }
-    Status valid = w.params.Validate(sampler->base->info.vocab_size);
+    Status valid = sampler ? w.params.Validate(sampler->base->info.vocab_size)
+                           : NotFound("sampling session '" + w.sampling_session_id + "' is unknown");
     if (!valid.ok()) {
-      errors[i] = valid;
+      done(valid);
+      ++failed;
       continue;
     }
-    outs[i].sequences.resize(static_cast<size_t>(w.num_samples));
+    auto pending = std::make_shared<PendingSample>();
+    pending->done = std::move(done);
+    pending->adapter = sampler->adapter;
+    pending->weights = sampler->weights;
+    pending->out.sequences.resize(static_cast<size_t>(w.num_samples));
+    pending->remaining = w.num_samples;
     uint64_t seed = w.params.seed ? *w.params.seed : (static_cast<uint64_t>(rd()) << 32 | rd());
     const model::Transformer* weights = sampler->weights ? sampler->weights.get() : sampler->base->model.model.get();
-    Group& group = by_base[weights];
-    group.weights = weights;
-    group.tokenizer = sampler->base->tokenizer.get();
-    auto& requests = group.requests;
-    auto& owners = group.owners;
+    tokenizers[weights] = sampler->base->tokenizer.get();
+    Newcomer n{pending, {}};
     for (int64_t s = 0; s < w.num_samples; ++s) {
       SampleRequest r;
       r.prompt = w.prompt;
@@ -124,40 +117,72 @@ void Scheduler::Impl::RunSamples(std::vector<std::pair<SampleWork, Done>>& batch
         r.params.prompt_top_logprobs = 0;
       }
       r.adapter = sampler->adapter.get();
-      requests.push_back(std::move(r));
-      owners.push_back({i, s});
+      n.rows.push_back(std::move(r));
     }
+    by_model[weights].push_back(std::move(n));
   }
-  for (auto& [key, group] : by_base) {
-    auto& requests = group.requests;
-    auto& owners = group.owners;
-    Result<std::vector<SampleResult>> results = Internal("not run");
-    try {
-      results = Generate(*group.weights, requests, group.tokenizer);
-    } catch (const std::exception& e) {
-      results = StatusFromException(e, "sampling");
-    }
-    for (size_t r = 0; r < owners.size(); ++r) {
-      size_t i = owners[r].request;
-      if (!results.ok()) {
-        if (errors[i].ok()) errors[i] = results.status();
-        continue;
+  for (auto& [weights, newcomers] : by_model) {
+    ActiveGeneration& gen = generations[weights];
+    if (!gen.batch) gen.batch = std::make_unique<GenerationBatch>(*weights, tokenizers[weights]);
+    auto join = [&](std::vector<Newcomer*> group) -> Status {
+      std::vector<SampleRequest> rows;
+      for (Newcomer* n : group) rows.insert(rows.end(), n->rows.begin(), n->rows.end());
+      OPENRL_ASSIGN_OR_RETURN(std::vector<int64_t> tickets, gen.batch->Add(rows));
+      size_t t = 0;
+      for (Newcomer* n : group)
+        for (size_t s = 0; s < n->rows.size(); ++s) gen.owners[tickets[t++]] = {n->pending, static_cast<int64_t>(s)};
+      return Status::Ok();
+    };
+    std::vector<Newcomer*> all;
+    for (auto& n : newcomers) all.push_back(&n);
+    if (join(all).ok()) continue;
+    // One bad request must not fail the others: join one by one, failing only those refused.
+    for (Newcomer* n : all) {
+      Status s = join({n});
+      if (!s.ok()) {
+        n->pending->done(s);
+        ++failed;
       }
-      SampleResult& res = (*results)[r];
-      if (owners[r].sample == 0) {
-        outs[i].prompt_logprobs = std::move(res.prompt_logprobs);
-        outs[i].prompt_top_logprobs = std::move(res.prompt_top_logprobs);
+    }
+  }
+  return failed;
+}
+
+int64_t Scheduler::Impl::StepGenerations() {
+  int64_t completed = 0;
+  for (auto it = generations.begin(); it != generations.end();) {
+    ActiveGeneration& gen = it->second;
+    Result<std::vector<std::pair<int64_t, SampleResult>>> done = gen.batch->Step();
+    if (!done.ok()) {
+      completed += FailGeneration(gen, done.status());
+      it = generations.erase(it);
+      continue;
+    }
+    for (auto& [ticket, res] : *done) {
+      auto owner = gen.owners.find(ticket);
+      auto [pending, sample] = owner->second;
+      gen.owners.erase(owner);
+      if (sample == 0) {
+        pending->out.prompt_logprobs = std::move(res.prompt_logprobs);
+        pending->out.prompt_top_logprobs = std::move(res.prompt_top_logprobs);
       }
-      outs[i].sequences[static_cast<size_t>(owners[r].sample)] = std::move(res);
+      pending->out.sequences[static_cast<size_t>(sample)] = std::move(res);
+      if (--pending->remaining == 0) {
+        pending->done(Output(std::move(pending->out)));
+        ++completed;
+      }
     }
+    it = gen.batch->empty() ? generations.erase(it) : std::next(it);
   }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (!errors[i].ok()) {
-      batch[i].second(errors[i]);
-    } else {
-      batch[i].second(Output(std::move(outs[i])));
-    }
-  }
+  return completed;
+}
+
+int64_t Scheduler::Impl::FailGeneration(ActiveGeneration& gen, const Status& why) {
+  std::set<PendingSample*> failed;
+  for (auto& [ticket, owner] : gen.owners)
+    if (failed.insert(owner.first.get()).second) owner.first->done(why);
+  gen.owners.clear();
+  return static_cast<int64_t>(failed.size());
 }
 
 }  // namespace openrl::engine

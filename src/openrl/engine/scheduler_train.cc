@@ -209,7 +209,7 @@ Result<CheckpointInfo> CheckpointFromRow(const Row& row) {
 
 // The recorded checkpoint at `p`; NOT_FOUND (quoting the path) when there is none.
 Result<CheckpointInfo> FindCheckpoint(store::MetadataStore& db, const TinkerPath& p) {
-  std::string kind = p.kind == CheckpointKind::kTraining ? "training" : "sampler";
+  std::string kind = CheckpointKindName(p.kind);
   std::optional<Row> row;
   OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
     // An expired checkpoint is gone at once for clients; the sweep deletes its files later.
@@ -266,31 +266,12 @@ Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
   std::string name = work.name.empty() ? NewId("ckpt") : work.name;
   OPENRL_ASSIGN_OR_RETURN(TinkerPath parsed,
                           ParseTinkerPath("tinker://" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name));
-  std::string kind = work.kind == CheckpointKind::kTraining ? "training" : "sampler";
+  std::string kind = CheckpointKindName(work.kind);
   std::string dir = options.data_dir + "/checkpoints/" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name;
   std::string tmp = dir + ".partial-" + NewId("w");
   OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(tmp));
   auto cleanup = [&] { std::error_code ec; stdfs::remove_all(tmp, ec); };
-  Status s = Status::Ok();
-  if (run.own) {
-    model::SaveOptions so;
-    so.dtype = at::kFloat;
-    so.tokenizer_from = run.base->dir;
-    so.generation_config = run.base->model.generation_config;
-    s = model::SaveModelDir(*run.own, tmp, so);
-  } else {
-    s = model::SavePeftAdapter(*run.adapter, tmp, run.info.base_model);
-  }
-  if (s.ok() && work.kind == CheckpointKind::kTraining) {
-    s = model::WriteTensors(run.optimizer->StateTensors(), tmp + "/optimizer.safetensors", {});
-  }
-  if (s.ok()) {
-    Json meta = {{"model_id", run.info.id}, {"base_model", run.info.base_model}, {"kind", kind},
-                 {"lora_rank", run.info.lora.rank}, {"train_unembed", run.info.train_unembed},
-                 {"full_finetune", run.info.full_finetune},
-                 {"optimizer_steps", run.optimizer->steps()}, {"created_at", NowIso()}};
-    s = fs::WriteFileAtomic(tmp + "/openrl_checkpoint.json", meta.dump(2) + "\n");
-  }
+  Status s = WriteCheckpointFiles(run, work, tmp);
   if (s.ok()) s = SyncTree(tmp);
   if (!s.ok()) {
     cleanup();
@@ -319,7 +300,44 @@ Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
   }));
   SaveOutput out;
   out.path = "tinker://" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name;
+  out.size_bytes = TreeSize(dir);
   return Output(std::move(out));
+}
+
+Status Scheduler::Impl::WriteCheckpointFiles(RunState& run, const SaveWork& work, const std::string& dir) {
+  std::string kind = CheckpointKindName(work.kind);
+  Status s = Status::Ok();
+  if (run.own) {
+    model::SaveOptions so;
+    so.dtype = at::kFloat;
+    so.tokenizer_from = run.base->dir;
+    so.generation_config = run.base->model.generation_config;
+    s = model::SaveModelDir(*run.own, dir, so);
+  } else {
+    s = model::SavePeftAdapter(*run.adapter, dir, run.info.base_model);
+  }
+  OPENRL_RETURN_IF_ERROR(s);
+  if (work.kind == CheckpointKind::kTraining)
+    OPENRL_RETURN_IF_ERROR(model::WriteTensors(run.optimizer->StateTensors(), dir + "/optimizer.safetensors", {}));
+  if (work.kind == CheckpointKind::kExternal) {
+    // An export holds only what another tool loads; encrypted, no plaintext copy stays on disk.
+    if (work.age_recipients.empty()) return Status::Ok();
+    std::vector<std::string> files;
+    for (const auto& e : stdfs::recursive_directory_iterator(dir))
+      if (e.is_regular_file()) files.push_back(e.path().string());
+    for (const std::string& f : files) {
+      OPENRL_RETURN_IF_ERROR(crypto::AgeEncryptFile(f, f + ".age", work.age_recipients));
+      std::error_code ec;
+      stdfs::remove(f, ec);
+      if (ec) return Internal("could not remove " + f + " after encrypting it: " + ec.message());
+    }
+    return Status::Ok();
+  }
+  Json meta = {{"model_id", run.info.id}, {"base_model", run.info.base_model}, {"kind", kind},
+               {"lora_rank", run.info.lora.rank}, {"train_unembed", run.info.train_unembed},
+               {"full_finetune", run.info.full_finetune},
+               {"optimizer_steps", run.optimizer->steps()}, {"created_at", NowIso()}};
+  return fs::WriteFileAtomic(dir + "/openrl_checkpoint.json", meta.dump(2) + "\n");
 }
 
 namespace {
@@ -452,6 +470,9 @@ void Scheduler::Impl::EnforceMemoryBudget() {
 
 Status Scheduler::Impl::LoadSamplerWeights(const std::string& path, SamplerState& sampler) {
   OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(path));
+  if (p.kind == CheckpointKind::kExternal)
+    return InvalidArgument("model_path " + path + " is an export (external_weights); sample from the run's "
+                           "sampler_weights or weights checkpoints");
   OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, FindCheckpoint(db, p));
   if (stdfs::exists(ckpt.path + "/config.json")) {  // full fine-tuning: every weight
     OPENRL_ASSIGN_OR_RETURN(model::ModelDir loaded,
@@ -484,6 +505,17 @@ Result<std::vector<CheckpointInfo>> Scheduler::Checkpoints(const std::string& ru
 Result<CheckpointInfo> Scheduler::Checkpoint(const std::string& tinker_path) {
   OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(tinker_path));
   return FindCheckpoint(impl_->db, p);
+}
+
+Status Scheduler::SetCheckpointTtl(const std::string& tinker_path, std::optional<int64_t> ttl_seconds) {
+  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo c, Checkpoint(tinker_path));
+  store::Value expires;
+  if (ttl_seconds) expires = FormatIso8601Utc(SystemClock().Now() + std::chrono::seconds(*ttl_seconds));
+  return impl_->db.Transaction([&](Tx& tx) -> Status {
+    return tx.Exec("UPDATE checkpoints SET expires_at = ? WHERE run_id = ? AND kind = ? AND name = ?",
+                   {expires, c.run_id, c.kind, c.name})
+        .status();
+  });
 }
 
 Status Scheduler::DeleteCheckpoint(const std::string& tinker_path) {

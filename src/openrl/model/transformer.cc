@@ -1,6 +1,7 @@
 #include "openrl/model/transformer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -52,6 +53,46 @@ void KvCache::SelectRows(const at::Tensor& rows) {
   for (auto& t : v_) t = t.index_select(0, rows);
   valid_ = valid_.index_select(0, rows);
   batch_ = rows.size(0);
+}
+
+void KvCache::Join(const KvCache& other, int64_t capacity) {
+  int64_t length = std::max(length_, other.length_);
+  int64_t cap = std::max(capacity, length);
+  int64_t batch = batch_ + other.batch_;
+  auto place = [&](const at::Tensor& mine, const at::Tensor& theirs) {
+    std::vector<int64_t> shape = mine.sizes().vec();
+    shape[0] = batch;
+    int64_t slot_dim = mine.dim() == 2 ? 1 : 2;
+    shape[slot_dim] = cap;
+    at::Tensor out = at::zeros(shape, mine.options());
+    out.narrow(0, 0, batch_).narrow(slot_dim, length - length_, length_).copy_(mine.narrow(slot_dim, 0, length_));
+    out.narrow(0, batch_, other.batch_)
+        .narrow(slot_dim, length - other.length_, other.length_)
+        .copy_(theirs.narrow(slot_dim, 0, other.length_));
+    return out;
+  };
+  for (size_t i = 0; i < k_.size(); ++i) {
+    k_[i] = place(k_[i], other.k_[i]);
+    v_[i] = place(v_[i], other.v_[i]);
+  }
+  valid_ = place(valid_, other.valid_);
+  batch_ = batch;
+  capacity_ = cap;
+  length_ = length;
+}
+
+void KvCache::DropLeading(int64_t n) {
+  if (n <= 0) return;
+  n = std::min(n, length_);
+  auto shift = [&](at::Tensor& t, int64_t slot_dim) {
+    at::Tensor out = at::zeros_like(t);
+    out.narrow(slot_dim, 0, length_ - n).copy_(t.narrow(slot_dim, n, length_ - n));
+    t = out;
+  };
+  for (auto& t : k_) shift(t, 2);
+  for (auto& t : v_) shift(t, 2);
+  shift(valid_, 1);
+  length_ -= n;
 }
 
 // ---- construction ----------------------------------------------------------------------------

@@ -36,6 +36,13 @@ class KvCache {
   void Advance(int64_t n) { length_ += n; }
   // Keeps only rows `rows` (e.g. when finished sequences leave a batch).
   void SelectRows(const at::Tensor& rows);
+  // Continuous batching: the rows of `other` (prefilled separately) join this batch after its own
+  // rows. Both are right-aligned at the longer length, so every row keeps writing to the shared
+  // slot; the capacity becomes at least `capacity`. Positions and sliding windows stay right:
+  // they count a row's real slots, which stay contiguous.
+  void Join(const KvCache& other, int64_t capacity);
+  // Drops the first `n` slots (left padding no row uses any more), moving the rest left.
+  void DropLeading(int64_t n);
 
  private:
   int64_t batch_, capacity_, length_ = 0;
