@@ -505,15 +505,16 @@ void Scheduler::Impl::EngineLoop() {
     }
     int64_t samples_done = AdmitSamples(samples);
     // Decode steps (continuous batching): requests that arrive meanwhile join between steps; the
-    // cycle ends once training work is ready, so generation never holds a training step back by
-    // more than one decode step.
+    // cycle ends when the generations are done, or once training work is ready after a slice.
+    auto decode_start = std::chrono::steady_clock::now();
     while (!generations.empty()) {
       samples_done += StepGenerations();
       lock.lock();
       queued -= samples_done;
       samples_done = 0;
       bool training_ready = stopping;
-      for (auto& [id, run] : runs) training_ready = training_ready || ReadyItem(*run) != nullptr;
+      if (std::chrono::steady_clock::now() - decode_start >= options.decode_slice)
+        for (auto& [id, run] : runs) training_ready = training_ready || ReadyItem(*run) != nullptr;
       std::vector<std::pair<SampleWork, Done>> newcomers(std::make_move_iterator(sample_queue.begin()),
                                                          std::make_move_iterator(sample_queue.end()));
       sample_queue.clear();

@@ -52,6 +52,10 @@ struct SchedulerOptions {
   // When work arrives at an idle engine, wait this long before forming the cycle so requests of
   // other clients sent at about the same time are packed into it.
   std::chrono::milliseconds gather_window{5};
+  // Running generations decode for at least this long before ready training work takes the
+  // engine: short generations (an RL group) finish at once, since their clients wait on them,
+  // and a long one cannot hold training back for more than about this.
+  std::chrono::milliseconds decode_slice{1000};
 };
 
 // One datum of a forward/backward call: the input tokens and its loss inputs, each of shape (T,):
