@@ -70,10 +70,7 @@ at::Tensor TargetLogprobs(const model::Transformer& model, const TokenBatch& bat
   args.input_ids = batch.input_ids.to(model.device());
   args.lora = lora;
   args.checkpoint_layers = checkpoint_layers;
-  at::Tensor logits = model.Logits(model.Hidden(args), lora);  // (B, T, V) fp32
-  // log_softmax gathered at the target: logit[target] - logsumexp(logits).
-  at::Tensor picked = logits.gather(-1, batch.targets.to(model.device()).unsqueeze(-1)).squeeze(-1);
-  at::Tensor lp = picked - at::logsumexp(logits, -1);
+  at::Tensor lp = model.TargetLogprobs(model.Hidden(args), batch.targets.to(model.device()), lora);  // (B, T)
   return lp * batch.mask.to(model.device());
 }
 

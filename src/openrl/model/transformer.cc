@@ -8,6 +8,7 @@
 #include <c10/core/GradMode.h>
 
 #include "openrl/model/activation_checkpoint.h"
+#include "openrl/model/fused_head.h"
 
 namespace openrl::model {
 namespace {
@@ -260,8 +261,8 @@ const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
 }
 
 at::Tensor Transformer::InferenceHead() const {
-  if (c10::GradMode::is_enabled()) return {};
   const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
+  if (c10::GradMode::is_enabled() && head.requires_grad()) return {};
   std::lock_guard<std::mutex> lock(inference_mu_);
   if (head_version_ != head._version() || !head_t_.defined()) {
     head_t_ = head.t().contiguous();
@@ -440,6 +441,22 @@ at::Tensor Transformer::Logits(const at::Tensor& hidden, const LoraBatch* lora) 
     logits = at::tanh(logits / cap) * cap;
   }
   return logits;
+}
+
+at::Tensor Transformer::TargetLogprobs(const at::Tensor& hidden, const at::Tensor& targets,
+                                       const LoraBatch* lora) const {
+  bool head_lora = false;
+  if (lora != nullptr)
+    for (const auto& g : lora->groups) head_lora = head_lora || (g.adapter && g.adapter->Find(-1, LinearKind::kLmHead));
+  at::Tensor head_t = InferenceHead();
+  if (head_lora || !head_t.defined() || cfg_.final_logit_softcapping) {
+    at::Tensor logits = Logits(hidden, lora);
+    at::Tensor picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+    return picked - at::logsumexp(logits, -1);
+  }
+  int64_t B = hidden.size(0), T = hidden.size(1);
+  at::Tensor lp = ChunkedHeadLogprobs(hidden.reshape({B * T, hidden.size(2)}), head_t, targets.reshape({B * T}));
+  return lp.view({B, T});
 }
 
 }  // namespace openrl::model

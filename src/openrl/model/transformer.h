@@ -79,6 +79,10 @@ class Transformer {
   at::Tensor Hidden(const ForwardArgs& args) const;
   // Logits (B, T, V) in fp32 from hidden states (lm_head LoRA and softcapping applied).
   at::Tensor Logits(const at::Tensor& hidden, const LoraBatch* lora = nullptr) const;
+  // log p(targets) (B, T) fp32 from hidden states (B, T, H): through the fused, chunked head
+  // (fused_head.h) when the head is frozen, carries no LoRA and has no softcapping; otherwise
+  // log_softmax of Logits() gathered at the targets.
+  at::Tensor TargetLogprobs(const at::Tensor& hidden, const at::Tensor& targets, const LoraBatch* lora = nullptr) const;
 
   // Every weight with its Hugging Face name (tied lm_head not repeated).
   std::vector<std::pair<std::string, at::Tensor>> NamedParameters() const;
@@ -113,6 +117,8 @@ class Transformer {
     at::Tensor qkv_t, gate_up_t, o_t, down_t;
     std::vector<int64_t> versions;
   };
+  // Fused and transposed copies of the weights for inference (null under autograd). The head's
+  // is also given under autograd while the head is frozen (the chunked head reads it).
   const InferenceWeights* Inference(int64_t layer) const;
   at::Tensor InferenceHead() const;
 

@@ -1,0 +1,83 @@
+#include "openrl/model/fused_head.h"
+
+#include <torch/csrc/autograd/autograd.h>
+
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <vector>
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace openrl::model {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+int64_t ChunkRows(int64_t chunk_rows, int64_t vocab) {
+  if (chunk_rows > 0) return chunk_rows;
+  return std::max<int64_t>(32, (int64_t{4} << 20) / std::max<int64_t>(vocab, 1));  // ~16 MB of fp32 logits
+}
+
+struct ChunkedHeadFunction : torch::autograd::Function<ChunkedHeadFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& head_t,
+                            const at::Tensor& targets, int64_t chunk_rows) {
+    int64_t N = hidden.size(0), V = head_t.size(1);
+    int64_t rows = ChunkRows(chunk_rows, V);
+    // Reduced precision: the backward recomputes a chunk's logits (a fast matmul) and keeps
+    // nothing but the logsumexp. fp32: recomputing would cost a full fp32 head matmul, so each
+    // chunk's softmax is kept instead (chunks small enough to come from the heap, not from fresh
+    // page-faulted mappings every step).
+    bool keep = hidden.scalar_type() == at::kFloat && at::GradMode::is_enabled();
+    at::Tensor out = at::empty({N}, hidden.options().dtype(at::kFloat));
+    at::Tensor lse = at::empty({N}, hidden.options().dtype(at::kFloat));
+    std::vector<at::Tensor> saved = {hidden, head_t, targets, lse};
+    for (int64_t s = 0; s < N; s += rows) {
+      int64_t n = std::min(rows, N - s);
+      at::Tensor logits = at::matmul(hidden.narrow(0, s, n), head_t).to(at::kFloat);  // (n, V)
+      at::Tensor l = at::logsumexp(logits, -1);
+      lse.narrow(0, s, n).copy_(l);
+      out.narrow(0, s, n).copy_(logits.gather(1, targets.narrow(0, s, n).unsqueeze(1)).squeeze(1) - l);
+      if (keep) saved.push_back(logits.sub_(l.unsqueeze(1)).exp_());  // softmax of the chunk
+    }
+    ctx->save_for_backward(saved);
+    ctx->saved_data["rows"] = rows;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &hidden = saved[0], &head_t = saved[1], &targets = saved[2], &lse = saved[3];
+    bool kept = saved.size() > 4;
+    int64_t rows = ctx->saved_data["rows"].toInt();
+    at::Tensor g = grad_out[0].to(at::kFloat);
+    int64_t N = hidden.size(0);
+    at::Tensor grad_hidden = at::empty_like(hidden);
+    at::Tensor head = head_t.t();  // (V, H) view
+    for (int64_t s = 0, c = 0; s < N; s += rows, ++c) {
+      int64_t n = std::min(rows, N - s);
+      at::Tensor gc = g.narrow(0, s, n).unsqueeze(1);  // (n, 1)
+      // d(logit[t] − lse)/d logits = onehot(t) − softmax; times g.
+      at::Tensor d;
+      if (kept) {
+        d = saved[4 + c];
+      } else {
+        d = at::matmul(hidden.narrow(0, s, n), head_t).to(at::kFloat);
+        d.sub_(lse.narrow(0, s, n).unsqueeze(1)).exp_();
+      }
+      d.mul_(gc).neg_();
+      d.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), gc);
+      grad_hidden.narrow(0, s, n).copy_(at::matmul(d.to(hidden.scalar_type()), head));
+    }
+    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor ChunkedHeadLogprobs(const at::Tensor& hidden, const at::Tensor& head_t, const at::Tensor& targets,
+                               int64_t chunk_rows) {
+  return ChunkedHeadFunction::apply(hidden, head_t.detach(), targets, chunk_rows);
+}
+
+}  // namespace openrl::model
