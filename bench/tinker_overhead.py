@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -34,7 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("TINKER_TELEMETRY", "0")
 
 import common  # noqa: E402
-from tinker_server import SMOLLM2_NAME, Server, create_key  # noqa: E402
+from tinker_server import SMOLLM2_NAME, Server, temporary_server  # noqa: E402
 
 FB_ROUTE = 'method="POST",route="/api/v1/forward_backward"'
 
@@ -97,10 +95,8 @@ def main() -> None:
     result = {"benchmark": "tinker_overhead", "machine": common.machine(), "threads": threads,
               "binary": str(binary), "model": SMOLLM2_NAME, "config": vars(args)}
 
-    data_dir = pathlib.Path(tempfile.mkdtemp(prefix="openrl-bench-overhead-"))
-    key = create_key(binary, data_dir, name="bench")
-    server = Server(binary, data_dir).start()
-    try:
+    with temporary_server(binary, "openrl-bench-overhead-") as server:
+        key = server.key
         import httpx
         import tinker
         from tinker import types
@@ -159,9 +155,6 @@ def main() -> None:
         raw = raw_rows["raw"]
         result["raw"]["submit_p50_ms"] = 1000 * percentile([r["submit"] for r in raw], 50)
         result["raw"]["retrieve_p50_ms"] = 1000 * percentile([r["retrieve"] for r in raw], 50)
-    finally:
-        server.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)  # kept when the run fails: its server.log says why
     result["machine"]["load_average_at_end"] = common.load_average()
     path = common.write_result(args.out, result)
 

@@ -26,10 +26,8 @@ import argparse
 import multiprocessing as mp
 import os
 import pathlib
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -37,7 +35,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("TINKER_TELEMETRY", "0")
 
-from tinker_server import SMOLLM2_NAME, Server, create_key  # noqa: E402
+from tinker_server import SMOLLM2_NAME, Server, temporary_server  # noqa: E402
 
 PROMPT = "Is water wet? Answer with one word."
 common = None  # bench/common.py (torch + transformers), imported by main() only: the client processes skip it
@@ -302,10 +300,8 @@ def main() -> None:
     result = {"benchmark": "tinker_packing", "machine": common.machine(), "threads": threads,
               "binary": str(binary), "model": SMOLLM2_NAME, "config": vars(args)}
 
-    data_dir = pathlib.Path(tempfile.mkdtemp(prefix="openrl-bench-packing-"))
-    key = create_key(binary, data_dir, name="bench")
-    server = Server(binary, data_dir).start()
-    try:
+    with temporary_server(binary, "openrl-bench-packing-") as server:
+        key = server.key
         import tinker
 
         svc = tinker.ServiceClient(base_url=server.url, api_key=key)
@@ -340,9 +336,6 @@ def main() -> None:
         if "pack" in parts:
             result["packing"] = packing_vs_sequential(server, svc, [int(x) for x in args.pack_n.split(",")],
                                                       args.pack_datums, args.pack_tokens, args.pack_rounds, args.rank)
-    finally:
-        server.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)  # kept when the run fails: its server.log says why
     result["machine"]["load_average_at_end"] = common.load_average()
     path = common.write_result(args.out, result)
 

@@ -66,4 +66,6 @@ def server(openrl_bin, tmp_path_factory, real_ggufs, request):
 @pytest.fixture(scope="module")
 def svc(server):
     from tinker_server import service_client
-    return service_client(server, server.key)
+    client = service_client(server, server.key)
+    yield client
+    client.close("success").result()  # ends its heartbeats before the module's server stops

@@ -1,10 +1,13 @@
 """Starts a real `openrl serve` process with the Tinker API for tests and benchmarks."""
+import contextlib
 import json
 import os
 import pathlib
 import re
 import signal
+import shutil
 import subprocess
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -83,6 +86,19 @@ def start_with_key(binary, data_dir, **kwargs):
     srv = Server(binary, data_dir, **kwargs).start()
     srv.key = key
     return srv
+
+
+@contextlib.contextmanager
+def temporary_server(binary, prefix, **kwargs):
+    """start_with_key over a fresh temporary data directory, stopped afterwards; the directory is
+    removed unless the body failed (its server.log then says why)."""
+    data_dir = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    srv = start_with_key(binary, data_dir, **kwargs)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def service_client(server, key):

@@ -153,6 +153,14 @@ Status TinkerApi::Impl::VerifySigned(const http::Request& req) const {
   return Status::Ok();
 }
 
+Result<std::pair<engine::CheckpointInfo, std::vector<std::string>>> TinkerApi::Impl::SignedCheckpoint(
+    const http::Request& req) const {
+  OPENRL_RETURN_IF_ERROR(VerifySigned(req));
+  OPENRL_ASSIGN_OR_RETURN(engine::CheckpointInfo c, scheduler.Checkpoint(TinkerPathOf(req)));
+  OPENRL_ASSIGN_OR_RETURN(std::vector<std::string> files, c.Files());
+  return std::make_pair(std::move(c), std::move(files));
+}
+
 void TinkerApi::Impl::InstallExport(http::Router& r, const std::shared_ptr<Impl>& self) {
   r.Post("/api/v1/save_weights_external", self->Authed([self](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
@@ -240,10 +248,8 @@ void TinkerApi::Impl::InstallExport(http::Router& r, const std::shared_ptr<Impl>
 
   // Signed downloads: no API key, the URL is the credential.
   r.Get("/api/v1/files/{id}/{kind}/{name}/{file...}", [self](const http::Request& req) {
-    OPENRL_RETURN_RESPONSE_IF_ERROR(self->VerifySigned(req), req);
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo c, self->scheduler.Checkpoint(TinkerPathOf(req)),
-                                     req);
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::vector<std::string> files, c.Files(), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(auto found, self->SignedCheckpoint(req), req);
+    auto& [c, files] = found;
     std::string file = req.PathParam("file");
     if (std::find(files.begin(), files.end(), file) == files.end())
       return Problem(NotFound("checkpoint " + c.TinkerPath() + " has no file '" + file + "'"), req);
@@ -253,10 +259,8 @@ void TinkerApi::Impl::InstallExport(http::Router& r, const std::shared_ptr<Impl>
     return res;
   });
   r.Get("/api/v1/archives/{id}/{kind}/{name}", [self](const http::Request& req) {
-    OPENRL_RETURN_RESPONSE_IF_ERROR(self->VerifySigned(req), req);
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo c, self->scheduler.Checkpoint(TinkerPathOf(req)),
-                                     req);
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::vector<std::string> files, c.Files(), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(auto found, self->SignedCheckpoint(req), req);
+    auto& [c, files] = found;
     // The optimizer state is the server's own format and only load_state reads it.
     std::erase(files, std::string("optimizer.safetensors"));
     http::Response res;

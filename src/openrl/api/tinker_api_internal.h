@@ -63,6 +63,9 @@ struct TinkerApi::Impl {
   std::string SignedUrl(const http::Request& req, const std::string& path, int64_t expires) const;
   // PERMISSION_DENIED unless the request's expires/signature query fits its path and is current.
   Status VerifySigned(const http::Request& req) const;
+  // A signed download's checkpoint ({id}/{kind}/{name} of the path) and its files, once the
+  // signature is verified and the checkpoint still exists.
+  Result<std::pair<engine::CheckpointInfo, std::vector<std::string>>> SignedCheckpoint(const http::Request& req) const;
 };
 
 http::Response JsonOk(const Json& j);

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "openrl/core/fs.h"
+#include "openrl/engine/scheduler.h"
 
 #include "tinker_public.pb.h"
 
@@ -196,31 +197,29 @@ Result<std::vector<std::vector<ClientSample>>> TinkerClient::SampleMany(const st
   return out;
 }
 
-Result<std::string> TinkerClient::SaveState(const std::string& model_id, const std::string& name) {
-  OPENRL_ASSIGN_OR_RETURN(Json accepted, PostJson("/api/v1/save_weights", {{"model_id", model_id},
-                                                                          {"seq_id", NextSeq(model_id)},
-                                                                          {"path", name},
-                                                                          {"type", "save_weights"}}));
+Result<std::string> TinkerClient::SaveWeights(const std::string& type, const std::string& model_id,
+                                              const std::string& name) {
+  OPENRL_ASSIGN_OR_RETURN(Json accepted, PostJson("/api/v1/" + type, {{"model_id", model_id},
+                                                                     {"seq_id", NextSeq(model_id)},
+                                                                     {"path", name},
+                                                                     {"type", type}}));
   return AwaitJsonField(accepted, "path");
+}
+
+Result<std::string> TinkerClient::SaveState(const std::string& model_id, const std::string& name) {
+  return SaveWeights("save_weights", model_id, name);
 }
 
 Result<std::string> TinkerClient::ExportWeights(const std::string& model_id, const std::string& name) {
-  OPENRL_ASSIGN_OR_RETURN(Json accepted, PostJson("/api/v1/save_weights_external", {{"model_id", model_id},
-                                                                                   {"seq_id", NextSeq(model_id)},
-                                                                                   {"path", name},
-                                                                                   {"type", "save_weights_external"}}));
-  return AwaitJsonField(accepted, "path");
+  return SaveWeights("save_weights_external", model_id, name);
 }
 
 Result<std::vector<std::string>> TinkerClient::DownloadExport(const std::string& tinker_path, const std::string& out_dir) {
-  // tinker://<run>/external_weights/<name>
-  std::string rest = tinker_path.rfind("tinker://", 0) == 0 ? tinker_path.substr(9) : "";
-  size_t slash = rest.find('/');
-  if (slash == std::string::npos) return InvalidArgument("not a tinker:// path: " + tinker_path);
+  OPENRL_ASSIGN_OR_RETURN(engine::TinkerPath p, engine::ParseTinkerPath(tinker_path));
   http::Headers h;
   h.Set("X-API-Key", api_key_);
-  std::string target = "/api/v1/training_runs/" + rest.substr(0, slash) + "/checkpoints/" + rest.substr(slash + 1) +
-                       "/external_weights_urls";
+  std::string target = "/api/v1/training_runs/" + p.run_id + "/checkpoints/" + engine::CheckpointKindSegment(p.kind) +
+                       "/" + p.name + "/external_weights_urls";
   OPENRL_ASSIGN_OR_RETURN(http::ClientResponse r, http_.Get(target, h));
   if (r.status != 200) return InvalidArgument(target + ": HTTP " + std::to_string(r.status) + ": " + r.body);
   OPENRL_ASSIGN_OR_RETURN(Json j, r.JsonBody());
@@ -231,6 +230,8 @@ Result<std::vector<std::string>> TinkerClient::DownloadExport(const std::string&
     std::string u = url.get<std::string>();
     size_t start = u.find("://");
     start = start == std::string::npos ? 0 : u.find('/', start + 3);
+    if (name.empty() || name.front() == '/' || ("/" + name + "/").find("/../") != std::string::npos)
+      return InvalidArgument("the server named an unsafe file '" + name + "'");
     OPENRL_ASSIGN_OR_RETURN(http::ClientResponse file, http_.Get(u.substr(start)));
     if (file.status != 200) return Internal("downloading " + name + ": HTTP " + std::to_string(file.status));
     OPENRL_RETURN_IF_ERROR(fs::WriteFileAtomic(out_dir + "/" + name, file.body));

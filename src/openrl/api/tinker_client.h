@@ -70,6 +70,8 @@ class TinkerClient {
 
  private:
   Result<Json> PostJson(const std::string& path, const Json& body);
+  // save_weights / save_weights_external under `name`; returns the tinker:// path.
+  Result<std::string> SaveWeights(const std::string& type, const std::string& model_id, const std::string& name);
   // Polls retrieve_future until the result is ready; returns (content type, body).
   Result<std::pair<std::string, std::string>> Await(const std::string& request_id);
   Result<std::string> AwaitJsonField(const Json& accepted, const std::string& field);

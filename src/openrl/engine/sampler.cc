@@ -11,6 +11,7 @@ namespace openrl::engine {
 namespace {
 
 using model::KvCache;
+using model::LoraAdapter;
 using model::LoraBatch;
 using model::Transformer;
 
@@ -69,15 +70,15 @@ bool HitsStop(const SampleRequest& r, const SampleResult& res, const tokenizer::
   return false;
 }
 
-LoraBatch GroupRows(const std::vector<SampleRequest>& reqs, const std::vector<int64_t>& live,
-                    at::Device device) {
-  std::map<const model::LoraAdapter*, std::vector<int64_t>> rows;
-  for (size_t b = 0; b < live.size(); ++b)
-    if (reqs[live[b]].adapter) rows[reqs[live[b]].adapter].push_back(static_cast<int64_t>(b));
+// Rows grouped by adapter (row b uses adapters[b]; null = the base alone).
+LoraBatch GroupRows(const std::vector<const LoraAdapter*>& adapters, at::Device device) {
+  std::map<const LoraAdapter*, std::vector<int64_t>> rows;
+  for (size_t b = 0; b < adapters.size(); ++b)
+    if (adapters[b]) rows[adapters[b]].push_back(static_cast<int64_t>(b));
   LoraBatch batch;
   for (auto& [adapter, idx] : rows) {
     LoraBatch::Group g{adapter, {}};
-    if (idx.size() != live.size()) g.rows = at::tensor(idx, at::kLong).to(device);
+    if (idx.size() != adapters.size()) g.rows = at::tensor(idx, at::kLong).to(device);
     batch.groups.push_back(g);
   }
   return batch;
@@ -133,13 +134,9 @@ struct GenerationBatch::Impl {
   std::random_device rd;
 
   void Regroup() {
-    std::vector<SampleRequest> reqs;
-    std::vector<int64_t> live;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      reqs.push_back(SampleRequest{{}, {}, rows[i].request.adapter});
-      live.push_back(static_cast<int64_t>(i));
-    }
-    lora = GroupRows(reqs, live, model.device());
+    std::vector<const LoraAdapter*> adapters;
+    for (const Row& row : rows) adapters.push_back(row.request.adapter);
+    lora = GroupRows(adapters, model.device());
   }
   // Slots left of every row's first real token serve nobody: drop them once they pile up, so a
   // batch that runs for long with rows coming and going does not grow without bound.
@@ -191,10 +188,10 @@ Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleReques
       for (int64_t t = 0; t < n; ++t) ids[b][P - n + t] = reqs[b].prompt[t];
       valid[b].narrow(0, P - n, n).fill_(true);
     }
-    std::vector<int64_t> all(B);
-    for (int64_t b = 0; b < B; ++b) all[b] = b;
+    std::vector<const LoraAdapter*> adapters;
+    for (const auto& r : reqs) adapters.push_back(r.adapter);
     KvCache prefill(cfg, B, P, im.model.dtype(), im.model.device());
-    LoraBatch lora = GroupRows(reqs, all, im.model.device());
+    LoraBatch lora = GroupRows(adapters, im.model.device());
     model::ForwardArgs args{ids, {}, valid, &prefill, &lora, false};
     at::Tensor hidden = im.model.Hidden(args);
     at::Tensor last;

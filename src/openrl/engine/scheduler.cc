@@ -21,26 +21,33 @@ using store::Tx;
 
 std::string NowIso() { return FormatIso8601Utc(SystemClock().Now()); }
 
-std::string CheckpointKindSegment(CheckpointKind kind) {
-  switch (kind) {
-    case CheckpointKind::kTraining: return "weights";
-    case CheckpointKind::kSampler: return "sampler_weights";
-    case CheckpointKind::kExternal: return "external_weights";
-  }
-  return "weights";
+namespace {
+
+// Each checkpoint kind: its name in the store and the API, and its segment in tinker:// paths.
+struct KindNames {
+  CheckpointKind kind;
+  const char* name;
+  const char* segment;
+};
+constexpr KindNames kKinds[] = {{CheckpointKind::kTraining, "training", "weights"},
+                                {CheckpointKind::kSampler, "sampler", "sampler_weights"},
+                                {CheckpointKind::kExternal, "external", "external_weights"}};
+
+const KindNames& Names(CheckpointKind kind) {
+  for (const KindNames& k : kKinds)
+    if (k.kind == kind) return k;
+  return kKinds[0];
 }
 
-std::string CheckpointKindName(CheckpointKind kind) {
-  switch (kind) {
-    case CheckpointKind::kTraining: return "training";
-    case CheckpointKind::kSampler: return "sampler";
-    case CheckpointKind::kExternal: return "external";
-  }
-  return "training";
-}
+}  // namespace
+
+std::string CheckpointKindSegment(CheckpointKind kind) { return Names(kind).segment; }
+std::string CheckpointKindName(CheckpointKind kind) { return Names(kind).name; }
 
 std::string CheckpointInfo::TinkerPath() const {
-  std::string segment = kind == "training" ? "weights" : kind == "sampler" ? "sampler_weights" : "external_weights";
+  std::string segment = "weights";
+  for (const KindNames& k : kKinds)
+    if (kind == k.name) segment = k.segment;
   return "tinker://" + run_id + "/" + segment + "/" + name;
 }
 
@@ -71,15 +78,11 @@ Result<TinkerPath> ParseTinkerPath(const std::string& path) {
   p.run_id = rest.substr(0, a);
   std::string kind = rest.substr(a + 1, b - a - 1);
   p.name = rest.substr(b + 1);
-  if (kind == "weights") {
-    p.kind = CheckpointKind::kTraining;
-  } else if (kind == "sampler_weights") {
-    p.kind = CheckpointKind::kSampler;
-  } else if (kind == "external_weights") {
-    p.kind = CheckpointKind::kExternal;
-  } else {
-    return bad("unknown checkpoint kind '" + kind + "'");
-  }
+  const KindNames* found = nullptr;
+  for (const KindNames& k : kKinds)
+    if (kind == k.segment) found = &k;
+  if (found == nullptr) return bad("unknown checkpoint kind '" + kind + "'");
+  p.kind = found->kind;
   auto valid = [](const std::string& s) {
     if (s.empty() || s.size() > 128) return false;
     for (char c : s)

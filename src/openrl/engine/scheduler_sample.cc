@@ -80,8 +80,11 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
     std::shared_ptr<PendingSample> pending;
     std::vector<SampleRequest> rows;  // one per sample
   };
-  std::map<const model::Transformer*, std::vector<Newcomer>> by_model;
-  std::map<const model::Transformer*, const tokenizer::Tokenizer*> tokenizers;
+  struct ModelGroup {
+    const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
+    std::vector<Newcomer> newcomers;
+  };
+  std::map<const model::Transformer*, ModelGroup> by_model;
   std::random_device rd;
   for (auto& [w, done] : batch) {
     SamplerState* sampler = nullptr;
@@ -105,7 +108,6 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
     pending->remaining = w.num_samples;
     uint64_t seed = w.params.seed ? *w.params.seed : (static_cast<uint64_t>(rd()) << 32 | rd());
     const model::Transformer* weights = sampler->weights ? sampler->weights.get() : sampler->base->model.model.get();
-    tokenizers[weights] = sampler->base->tokenizer.get();
     Newcomer n{pending, {}};
     for (int64_t s = 0; s < w.num_samples; ++s) {
       SampleRequest r;
@@ -119,11 +121,13 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
       r.adapter = sampler->adapter.get();
       n.rows.push_back(std::move(r));
     }
-    by_model[weights].push_back(std::move(n));
+    ModelGroup& group = by_model[weights];
+    group.tokenizer = sampler->base->tokenizer.get();
+    group.newcomers.push_back(std::move(n));
   }
-  for (auto& [weights, newcomers] : by_model) {
+  for (auto& [weights, group] : by_model) {
     ActiveGeneration& gen = generations[weights];
-    if (!gen.batch) gen.batch = std::make_unique<GenerationBatch>(*weights, tokenizers[weights]);
+    if (!gen.batch) gen.batch = std::make_unique<GenerationBatch>(*weights, group.tokenizer);
     auto join = [&](std::vector<Newcomer*> group) -> Status {
       std::vector<SampleRequest> rows;
       for (Newcomer* n : group) rows.insert(rows.end(), n->rows.begin(), n->rows.end());
@@ -134,7 +138,7 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
       return Status::Ok();
     };
     std::vector<Newcomer*> all;
-    for (auto& n : newcomers) all.push_back(&n);
+    for (auto& n : group.newcomers) all.push_back(&n);
     if (join(all).ok()) continue;
     // One bad request must not fail the others: join one by one, failing only those refused.
     for (Newcomer* n : all) {

@@ -264,8 +264,9 @@ Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
     return Output(std::move(out));
   }
   std::string name = work.name.empty() ? NewId("ckpt") : work.name;
-  OPENRL_ASSIGN_OR_RETURN(TinkerPath parsed,
-                          ParseTinkerPath("tinker://" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name));
+  // The name must make a valid tinker:// path.
+  OPENRL_RETURN_IF_ERROR(
+      ParseTinkerPath("tinker://" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name).status());
   std::string kind = CheckpointKindName(work.kind);
   std::string dir = options.data_dir + "/checkpoints/" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name;
   std::string tmp = dir + ".partial-" + NewId("w");
