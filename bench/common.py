@@ -30,6 +30,10 @@ CONFIGS = {
     # ~117M (GPT-2-small-like): hidden 768, 12 layers, MHA 12, tied embeddings (vocab 32000).
     "llama-120m": dict(vocab_size=32000, hidden_size=768, intermediate_size=2304, num_hidden_layers=12,
                        num_attention_heads=12, num_key_value_heads=12, tie_word_embeddings=True),
+    # SmolLM2-135M-Instruct's shape (134.5M): hidden 576, 30 layers, GQA 9/3, head 64, tied vocab 49152, with
+    # random weights: the same work per token as the real model, for machines the GGUF cannot be carried to.
+    "smollm2-shape": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                          num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True),
 }
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

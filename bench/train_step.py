@@ -33,7 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import common  # noqa: E402
 
 # (batch, steps, warm-up steps) per model, sized so the whole bench fits ~10 minutes on 2 cores.
-DEFAULTS = {"llama-20m": (8, 5, 2), "llama-120m": (4, 3, 1), "smollm2-135m": (4, 3, 1)}
+DEFAULTS = {"llama-20m": (8, 5, 2), "llama-120m": (4, 3, 1), "smollm2-135m": (4, 3, 1), "smollm2-shape": (4, 3, 1)}
 # Modes benchmarked for the imported real models (others: --modes).
 GGUF_MODES = {"smollm2-135m": ["lora"]}
 

@@ -1,4 +1,6 @@
 """Logits and greedy-generation parity of our engine with Hugging Face transformers, per family."""
+import os
+
 import pytest
 import torch
 
@@ -6,6 +8,9 @@ from conftest import run_jsonl
 from model_factory import make_model
 
 FAMILIES = ["llama", "qwen3", "gemma3"]
+# OPENRL_TEST_DEVICE=cuda runs our side on the GPU (bench/gpu/run.sh); the fp32 references stay on the CPU.
+DEVICE = os.environ.get("OPENRL_TEST_DEVICE", "cpu")
+DEV = [] if DEVICE == "cpu" else ["--device", DEVICE]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -23,7 +28,7 @@ def _prompts():
 def test_logits_match_transformers(tiny, openrl_bin):
     family, d, model = tiny
     prompts = _prompts()
-    out, proc = run_jsonl(openrl_bin, ["logprobs", "--model", str(d)],
+    out, proc = run_jsonl(openrl_bin, ["logprobs", "--model", str(d), *DEV],
                           [{"tokens": p, "return_logits": True} for p in prompts])
     assert proc.returncode == 0, proc.stderr
     for p, res in zip(prompts, out):
@@ -42,7 +47,7 @@ def test_greedy_generation_matches_transformers(tiny, openrl_bin):
     family, d, model = tiny
     prompts = _prompts()
     # One ragged batch through our engine; transformers generates each prompt alone.
-    out, proc = run_jsonl(openrl_bin, ["generate", "--model", str(d)],
+    out, proc = run_jsonl(openrl_bin, ["generate", "--model", str(d), *DEV],
                           [{"prompt_tokens": prompts, "max_tokens": 32, "temperature": 0,
                             "ignore_eos": True}])
     assert proc.returncode == 0, proc.stderr
@@ -59,7 +64,7 @@ def test_sampling_is_seeded_and_logprobs_consistent(tiny, openrl_bin):
     family, d, model = tiny
     req = {"prompt_tokens": [5, 6, 7, 8], "max_tokens": 12, "temperature": 1.0, "top_p": 0.9,
            "top_k": 50, "seed": 7, "n": 3, "ignore_eos": True, "prompt_logprobs": 2}
-    out, proc = run_jsonl(openrl_bin, ["generate", "--model", str(d)], [req, req])
+    out, proc = run_jsonl(openrl_bin, ["generate", "--model", str(d), *DEV], [req, req])
     assert proc.returncode == 0, proc.stderr
     assert out[0]["samples"] == out[1]["samples"]
     s = out[0]["samples"][0]
@@ -78,7 +83,7 @@ def test_sampling_is_seeded_and_logprobs_consistent(tiny, openrl_bin):
 ])
 def test_bad_logprobs_requests_are_clear_errors(tiny, openrl_bin, bad, needle):
     family, d, _ = tiny
-    out, proc = run_jsonl(openrl_bin, ["logprobs", "--model", str(d)], [bad, {"tokens": [3, 4]}])
+    out, proc = run_jsonl(openrl_bin, ["logprobs", "--model", str(d), *DEV], [bad, {"tokens": [3, 4]}])
     assert proc.returncode == 1
     assert needle in out[0]["error"]["message"] and "stdin line 1" in out[0]["error"]["message"]
     assert out[1]["logprobs"][0] is None and len(out[1]["logprobs"]) == 2
@@ -90,13 +95,13 @@ def test_half_precision_logits_track_transformers(tiny, openrl_bin, dtype, name)
     half precision sits to fp32."""
     family, d, model = tiny
     prompt = _prompts()[2]
-    out, proc = run_jsonl(openrl_bin, ["logprobs", "--model", str(d), "--dtype", name],
+    out, proc = run_jsonl(openrl_bin, ["logprobs", "--model", str(d), "--dtype", name, *DEV],
                           [{"tokens": prompt, "return_logits": True}])
     assert proc.returncode == 0, proc.stderr
     ours = torch.tensor(out[0]["logits"])
-    half = type(model).from_pretrained(d, dtype=dtype).eval()
+    half = type(model).from_pretrained(d, dtype=dtype).to(DEVICE).eval()  # same device, same dtype
     with torch.no_grad():
-        ref_half = half(torch.tensor([prompt])).logits[0].float()
+        ref_half = half(torch.tensor([prompt], device=DEVICE)).logits[0].float().cpu()
         ref_fp32 = model(torch.tensor([prompt])).logits[0].float()
     ours_vs_half = (ours - ref_half).abs().max().item()
     half_vs_fp32 = (ref_half - ref_fp32).abs().max().item()

@@ -12,7 +12,9 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-SMOLLM2_GGUF = REPO / "var" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# OPENRL_SMOLLM2_MODEL serves another file or directory under SmolLM2's name (bench/gpu/run.sh: the same
+# shape with random weights, on a machine the GGUF cannot be carried to).
+SMOLLM2_GGUF = pathlib.Path(os.environ.get("OPENRL_SMOLLM2_MODEL", REPO / "var" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
 def create_key(binary, data_dir, name="test", extra=()):

@@ -277,7 +277,7 @@ Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call) {
 namespace {
 
 std::string FloatBytes(const at::Tensor& t) {
-  at::Tensor c = t.to(at::kFloat).contiguous();
+  at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();  // the bytes are read on the host
   return std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()) * 4);
 }
 

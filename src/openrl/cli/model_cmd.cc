@@ -158,14 +158,15 @@ Result<Json> LogprobsOne(const LoadedModel& m, const Json& req) {
   if (m.adapter) lora.groups.push_back({m.adapter.get(), {}});
   Json out;
   try {
-    at::Tensor lp = engine::TargetLogprobs(*m.model, batch, m.adapter ? &lora : nullptr);
+    // Read on the host: one copy off the device instead of a sync per token.
+    at::Tensor lp = engine::TargetLogprobs(*m.model, batch, m.adapter ? &lora : nullptr).to(at::kCPU);
     for (int64_t t = 0; t < lp.size(1); ++t) lps.push_back(lp[0][t].item<double>());
     out["logprobs"] = lps;
     if (req.value("return_logits", false)) {
       model::ForwardArgs args;
       args.input_ids = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), at::kLong).view({1, -1});
       args.lora = m.adapter ? &lora : nullptr;
-      at::Tensor logits = m.model->Logits(m.model->Hidden(args), args.lora)[0].contiguous();
+      at::Tensor logits = m.model->Logits(m.model->Hidden(args), args.lora)[0].to(at::kCPU).contiguous();
       std::vector<std::vector<float>> rows(logits.size(0));
       for (int64_t t = 0; t < logits.size(0); ++t) {
         const float* p = logits[t].data_ptr<float>();

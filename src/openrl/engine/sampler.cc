@@ -182,10 +182,12 @@ Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleReques
     at::NoGradGuard no_grad;
     std::vector<SampleResult> fresh(static_cast<size_t>(B));
     // Prefill the newcomers on their own, left-padded to their longest prompt.
+    // Built on the host (written element by element), moved to the model's device by Hidden.
     at::Tensor ids = at::zeros({B, P}, at::kLong), valid = at::zeros({B, P}, at::kBool);
+    auto id_at = ids.accessor<int64_t, 2>();
     for (int64_t b = 0; b < B; ++b) {
       int64_t n = static_cast<int64_t>(reqs[b].prompt.size());
-      for (int64_t t = 0; t < n; ++t) ids[b][P - n + t] = reqs[b].prompt[t];
+      for (int64_t t = 0; t < n; ++t) id_at[b][P - n + t] = reqs[b].prompt[t];
       valid[b].narrow(0, P - n, n).fill_(true);
     }
     std::vector<const LoraAdapter*> adapters;

@@ -1,6 +1,6 @@
 #include "openrl/model/activation_checkpoint.h"
 
-#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <mutex>
@@ -14,17 +14,20 @@ using torch::autograd::variable_list;
 
 struct FnHolder : torch::CustomClassHolder {
   std::function<at::Tensor(const at::Tensor&)> fn;
-  at::Tensor rng_state;  // CPU generator state at forward time, so dropout masks recompute equal
+  at::Device device = at::kCPU;  // where the layer runs: its default generator feeds dropout
+  at::Tensor rng_state;  // that generator's state at forward time, so dropout masks recompute equal
 };
 
-at::Tensor GetRngState() {
-  auto gen = at::detail::getDefaultCPUGenerator();
+// The default generator of `device` (the CPU one for CPU, the device's own for CUDA: dropout on
+// CUDA tensors never touches the CPU generator).
+at::Tensor GetRngState(const at::Device& device) {
+  at::Generator gen = at::globalContext().defaultGenerator(device);
   std::lock_guard<std::mutex> lock(gen.mutex());
   return gen.get_state();
 }
 
-void SetRngState(const at::Tensor& state) {
-  auto gen = at::detail::getDefaultCPUGenerator();
+void SetRngState(const at::Device& device, const at::Tensor& state) {
+  at::Generator gen = at::globalContext().defaultGenerator(device);
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
 }
@@ -34,7 +37,8 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
                             c10::intrusive_ptr<FnHolder> holder) {
     ctx->save_for_backward({x});
     ctx->saved_data["fn"] = c10::IValue::make_capsule(holder);
-    holder->rng_state = GetRngState();
+    holder->device = x.device();
+    holder->rng_state = GetRngState(holder->device);
     return holder->fn(x);  // grad mode is off inside forward: no activations kept
   }
 
@@ -44,11 +48,11 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     at::Tensor xd = x.detach().requires_grad_(true);
     at::Tensor y;
     {
-      at::Tensor now = GetRngState();
-      SetRngState(holder->rng_state);
+      at::Tensor now = GetRngState(holder->device);
+      SetRngState(holder->device, holder->rng_state);
       at::AutoGradMode enable(true);
       y = holder->fn(xd);
-      SetRngState(now);
+      SetRngState(holder->device, now);
     }
     torch::autograd::backward({y}, {grad_out[0]});
     return {xd.grad(), at::Tensor()};

@@ -34,6 +34,9 @@ Result<at::Device> ParseDevice(const std::string& name) {
     if (d.is_cuda() && !at::hasCUDA())
       return FailedPrecondition("device '" + name + "': this build or machine has no CUDA (build with -DOPENRL_WITH_CUDA=ON on a GPU machine)");
     if (!d.is_cpu() && !d.is_cuda()) return InvalidArgument("device '" + name + "': only cpu and cuda are supported");
+    if (d.is_cuda() && d.has_index() && static_cast<size_t>(d.index()) >= at::getNumGPUs())
+      return FailedPrecondition("device '" + name + "': this machine has " + std::to_string(at::getNumGPUs()) +
+                                " CUDA device(s)");
     return d;
   } catch (const std::exception&) {
     return InvalidArgument("device '" + name + "' is not a device name (use cpu, cuda or cuda:N)");

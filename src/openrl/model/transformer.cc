@@ -325,7 +325,8 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
     at::Tensor scores = at::matmul(q, kk.transpose(2, 3)) * scale;
     double cap = *cfg_.attn_logit_softcapping;
     scores = at::tanh(scores / cap) * cap;
-    at::Tensor m = mask.defined() ? mask : at::ones({T, k.size(2)}, at::kBool).tril(k.size(2) - T);
+    at::Tensor m =
+        mask.defined() ? mask : at::ones({T, k.size(2)}, q.options().dtype(at::kBool)).tril(k.size(2) - T);
     scores = scores.masked_fill(m.logical_not(), -INFINITY);
     out = at::matmul(at::softmax(scores, -1, at::kFloat).to(q.scalar_type()), vv);
   } else if (mask.defined()) {
@@ -378,7 +379,8 @@ at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
   auto bool_opts = at::TensorOptions().dtype(at::kBool).device(device_);
   at::Tensor valid = args.valid.defined() ? args.valid.to(device_, at::kBool) : at::ones({B, T}, bool_opts);
   int64_t past = args.cache ? args.cache->length() : 0;
-  at::Tensor positions = args.position_ids;
+  // Callers build ids, masks and positions on the host; everything below runs on the weights' device.
+  at::Tensor positions = args.position_ids.defined() ? args.position_ids.to(device_) : args.position_ids;
   if (!positions.defined()) {
     at::Tensor prior = past > 0 ? args.cache->valid().narrow(1, 0, past).sum(1, true, at::kLong)
                                 : at::zeros({B, 1}, at::kLong).to(device_);
