@@ -12,11 +12,12 @@
 #      SmolLM2-135M's shape with random weights (the GGUF is larger than the tool carries);
 #   3. training steps, ours vs transformers + PEFT, both cuda bf16 (bench/train_step.py);
 #   4. decode, ours vs transformers' generate, both cuda bf16 (bench/sampling.py);
-#   5. the training API's own overhead per call (bench/tinker_overhead.py).
+#   5. the training API's own overhead per call (bench/tinker_overhead.py);
+#   and before 2, the Tinker API tests that hold without real weights, against a cuda server.
 # Each part has a time box; $OUT gets summary.txt and gpu-results.tgz (the benches' JSON and logs).
 #
 # Usage: bench/gpu/run.sh [SECONDS]   total time box (default 450)
-#   GPU_PARTS=a,b   only these parts (parity, packing, train_step, sampling, overhead)
+#   GPU_PARTS=a,b   only these parts (parity, api, packing, train_step, sampling, overhead)
 #   GPU_DEVICE=cpu  a dry run of the same steps on this CPU machine (small sizes), to check the script
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -107,6 +108,8 @@ if [ "$DEVICE" = cpu ]; then
   SERVE="--device cpu --dtype float32"
   part parity 300 env OPENRL_TEST_DEVICE=cpu "$PY" -m pytest tests/test_model_parity.py -q -p no:cacheprovider \
     -k "llama and (logits or greedy)"
+  part api 600 env OPENRL_SERVE_ARGS="$SERVE" "$PY" -m pytest tests/test_tinker_api.py -q -p no:cacheprovider \
+    -k "service_surface or builtin_loss or packed_into_one_pass or seq_id_order or joins_a_running or bad_input"
   part packing 300 env OPENRL_SERVE_ARGS="$SERVE" "$PY" bench/tinker_packing.py --parts rl --clients 1,2 --steps 1 \
     --calib-steps 1
   part train_step 300 "$PY" bench/train_step.py --models llama-20m --modes lora --steps 2 --warmup 1 --out train_step_dry
@@ -115,6 +118,10 @@ if [ "$DEVICE" = cpu ]; then
 fi
 
 part parity 150 env OPENRL_TEST_DEVICE="$DEVICE" "$PY" -m pytest tests/test_model_parity.py -q -p no:cacheprovider
+# The Tinker API tests whose outcome does not hang on real weights, through the SDK against a cuda
+# server (fp32: a sample's logprobs are compared with compute_logprobs at 1e-4).
+part api 120 env OPENRL_SERVE_ARGS="--device $DEVICE --dtype float32" "$PY" -m pytest tests/test_tinker_api.py -q \
+  -p no:cacheprovider -k "service_surface or builtin_loss or packed_into_one_pass or seq_id_order or joins_a_running or bad_input"
 part packing 180 env OPENRL_SERVE_ARGS="$SERVE" "$PY" bench/tinker_packing.py --out tinker_packing_cuda
 part train_step 110 "$PY" bench/train_step.py --device "$DEVICE" --dtype bfloat16 --threads 16 \
   --models llama-120m,smollm2-shape --modes full,lora --batch 8 --seq 512 --steps 8 --warmup 3 --out train_step_cuda

@@ -130,6 +130,7 @@ struct GenerationBatch::Impl {
   std::unique_ptr<KvCache> cache;     // null while empty
   at::Tensor logits;                  // (rows, V): each row's next-token logits, not yet sampled
   LoraBatch lora;
+  std::unique_ptr<model::LoraStack> stack;  // the rows' adapters stacked for decode steps (lora.stack)
   int64_t next_ticket = 0;
   std::random_device rd;
 
@@ -137,6 +138,27 @@ struct GenerationBatch::Impl {
     std::vector<const LoraAdapter*> adapters;
     for (const Row& row : rows) adapters.push_back(row.request.adapter);
     lora = GroupRows(adapters, model.device());
+    // Decode steps apply every row's adapter at once through a stack of the distinct adapters,
+    // rebuilt only when that set changes (rows of the same adapters coming and going keep it).
+    std::vector<const LoraAdapter*> distinct;
+    std::vector<int64_t> slots;
+    for (const LoraAdapter* a : adapters) {
+      if (a == nullptr) {
+        slots.push_back(-1);
+        continue;
+      }
+      auto it = std::find(distinct.begin(), distinct.end(), a);
+      slots.push_back(it - distinct.begin());
+      if (it == distinct.end()) distinct.push_back(a);
+    }
+    if (distinct.empty()) {
+      stack.reset();
+    } else if (stack && stack->adapters() == distinct) {
+      stack->SetRows(slots);
+    } else {
+      stack = std::make_unique<model::LoraStack>(distinct, slots, model.device());
+    }
+    lora.stack = stack.get();
   }
   // Slots left of every row's first real token serve nobody: drop them once they pile up, so a
   // batch that runs for long with rows coming and going does not grow without bound.

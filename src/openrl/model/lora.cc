@@ -1,6 +1,7 @@
 #include "openrl/model/lora.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <algorithm>
 #include <cmath>
 
 namespace openrl::model {
@@ -146,6 +147,79 @@ at::Tensor AddLora(at::Tensor y, const at::Tensor& x, const LoraBatch* lora, int
     y = g.rows.defined() ? y.index_add(0, g.rows, delta) : y + delta;
   }
   return y;
+}
+
+LoraStack::LoraStack(std::vector<const LoraAdapter*> adapters, const std::vector<int64_t>& row_slots,
+                     at::Device device)
+    : adapters_(std::move(adapters)), device_(device) {
+  SetRows(row_slots);
+}
+
+void LoraStack::SetRows(const std::vector<int64_t>& row_slots) {
+  int64_t S = static_cast<int64_t>(adapters_.size());
+  bool base_rows = std::any_of(row_slots.begin(), row_slots.end(), [](int64_t s) { return s < 0; });
+  std::vector<int64_t> slots;
+  for (int64_t s : row_slots) slots.push_back(s < 0 ? S : s);  // the zero slot after the adapters
+  if (base_rows != base_rows_) entries_.clear();                // the zero slot comes or goes
+  base_rows_ = base_rows;
+  single_ = S == 1 && !base_rows;
+  slots_ = at::tensor(slots, at::kLong).to(device_);
+}
+
+std::vector<int64_t> LoraStack::Key(int64_t layer, std::initializer_list<LinearKind> kinds) const {
+  std::vector<int64_t> key;
+  for (const LoraAdapter* a : adapters_)
+    for (LinearKind k : kinds) {
+      const LoraAdapter::Pair* p = a->Find(layer, k);
+      if (p == nullptr) {
+        key.push_back(0);
+        continue;
+      }
+      for (const at::Tensor* t : {&p->a, &p->b}) {
+        key.push_back(reinterpret_cast<int64_t>(t->data_ptr()));
+        key.push_back(t->_version());
+      }
+    }
+  return key;
+}
+
+at::Tensor LoraStack::Apply(const at::Tensor& y, const at::Tensor& x, int64_t layer,
+                            std::initializer_list<LinearKind> kinds, std::initializer_list<int64_t> widths) const {
+  Entry& e = entries_[{layer, *kinds.begin()}];
+  std::vector<int64_t> key = Key(layer, kinds);
+  if (e.key != key || !e.a_t.defined()) {
+    int64_t S = static_cast<int64_t>(adapters_.size()), in = x.size(-1), out = 0, R = 0;
+    for (int64_t w : widths) out += w;
+    for (const LoraAdapter* a : adapters_) {
+      int64_t r = 0;
+      for (LinearKind k : kinds)
+        if (const LoraAdapter::Pair* p = a->Find(layer, k)) r += p->a.size(0);
+      R = std::max(R, r);
+    }
+    auto opts = at::TensorOptions().dtype(at::kFloat).device(device_);
+    e.rank = R;
+    e.a_t = at::zeros({S + (base_rows_ ? 1 : 0), in, std::max<int64_t>(R, 1)}, opts);
+    e.b_t = at::zeros({S + (base_rows_ ? 1 : 0), std::max<int64_t>(R, 1), out}, opts);
+    for (int64_t s = 0; s < S; ++s) {
+      int64_t roff = 0, ooff = 0;
+      auto w = widths.begin();
+      for (LinearKind k : kinds) {
+        if (const LoraAdapter::Pair* p = adapters_[s]->Find(layer, k)) {
+          int64_t r = p->a.size(0);
+          e.a_t[s].narrow(1, roff, r).copy_(p->a.t());
+          e.b_t[s].narrow(0, roff, r).narrow(1, ooff, *w).copy_(p->b.t() * adapters_[s]->config().scale());
+          roff += r;
+        }
+        ooff += *w++;
+      }
+    }
+    e.key = std::move(key);
+  }
+  if (e.rank == 0) return y;
+  at::Tensor xs = x.scalar_type() == at::kFloat ? x : x.to(at::kFloat);
+  at::Tensor d = single_ ? at::matmul(at::matmul(xs, e.a_t[0]), e.b_t[0])
+                         : at::matmul(at::matmul(xs, e.a_t.index_select(0, slots_)), e.b_t.index_select(0, slots_));
+  return y + d.to(y.scalar_type());
 }
 
 }  // namespace openrl::model

@@ -61,6 +61,8 @@ class LoraAdapter {
   std::map<std::pair<int64_t, LinearKind>, Pair> pairs_;
 };
 
+class LoraStack;
+
 // Which rows of a batch use which adapter. Rows not covered use the base model alone.
 struct LoraBatch {
   struct Group {
@@ -69,6 +71,42 @@ struct LoraBatch {
   };
   std::vector<Group> groups;
   bool training = false;  // enables LoRA dropout
+  // Optional, inference only: the same adapters and rows stacked (LoraStack). When set, the fused
+  // inference path of Transformer applies it instead of the per-group, per-projection loop.
+  const LoraStack* stack = nullptr;
+};
+
+// Inference (no autograd): every adapter of a batch stacked per (layer, projection group), so one
+// gather and two batched matmuls apply all of them to all rows at once, however many adapters the
+// batch mixes, instead of a cast, two matmuls, a scale, a cast and an add per adapter and
+// projection. Projections that read the same input (q|k|v, gate|up) share one stacked A and one
+// block-diagonal B with the scale folded in. A layer's stack is built on first use and kept while
+// the adapters' tensors are unchanged, so a decode loop pays for it once. One forward at a time.
+class LoraStack {
+ public:
+  // adapters[s] is slot s; row_slots[b] is row b's slot, or -1 for the base model alone.
+  LoraStack(std::vector<const LoraAdapter*> adapters, const std::vector<int64_t>& row_slots, at::Device device);
+  const std::vector<const LoraAdapter*>& adapters() const { return adapters_; }
+  // Rows joined or left: re-points them at slots, keeping the stacked weights.
+  void SetRows(const std::vector<int64_t>& row_slots);
+  // y = x·[W_k1; W_k2; …]ᵀ of shape (B, T, Σ widths) plus each row's adapter on those projections
+  // (kinds in y's order, widths their output sizes). x: (B, T, in).
+  at::Tensor Apply(const at::Tensor& y, const at::Tensor& x, int64_t layer, std::initializer_list<LinearKind> kinds,
+                   std::initializer_list<int64_t> widths) const;
+
+ private:
+  struct Entry {
+    std::vector<int64_t> key;  // the tensors it was built from: data pointers and versions
+    int64_t rank = 0;          // stacked rank (0: no adapter targets these projections)
+    at::Tensor a_t, b_t;       // (S, in, R), (S, R, out) fp32; slot S-1 zeros when rows use the base
+  };
+  std::vector<int64_t> Key(int64_t layer, std::initializer_list<LinearKind> kinds) const;
+  std::vector<const LoraAdapter*> adapters_;
+  at::Device device_;
+  at::Tensor slots_;          // (B,) int64 on device_
+  bool base_rows_ = false;    // some row uses no adapter
+  bool single_ = false;       // one adapter on every row: plain matmuls, no gather
+  mutable std::map<std::pair<int64_t, LinearKind>, Entry> entries_;
 };
 
 // y = x·Wᵀ (+ bias) + Σ_groups scale·(drop(x[rows])·Aᵀ)·Bᵀ on those rows.

@@ -243,6 +243,13 @@ Status Transformer::ForEachLinear(
 
 // ---- inference weights ----
 
+namespace {
+// The fused inference path applies a batch's adapters through its LoraStack when it has one.
+bool Stacked(const LoraBatch* lora, const at::Tensor& x) {
+  return lora != nullptr && lora->stack != nullptr && !lora->training && x.dim() == 3;
+}
+}  // namespace
+
 const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
   if (c10::GradMode::is_enabled() || cfg_.attention_bias) return nullptr;
   const auto& L = layers_[i];
@@ -290,9 +297,16 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
   if (const InferenceWeights* iw = Inference(i)) {
     int64_t qd = cfg_.num_attention_heads * hd, kd = cfg_.num_key_value_heads * hd;
     at::Tensor qkv = at::matmul(x, iw->qkv_t);
-    q = AddLora(qkv.narrow(-1, 0, qd), x, lora, i, LinearKind::kQ);
-    k = AddLora(qkv.narrow(-1, qd, kd), x, lora, i, LinearKind::kK);
-    v = AddLora(qkv.narrow(-1, qd + kd, kd), x, lora, i, LinearKind::kV);
+    if (Stacked(lora, x)) {
+      qkv = lora->stack->Apply(qkv, x, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd});
+      q = qkv.narrow(-1, 0, qd);
+      k = qkv.narrow(-1, qd, kd);
+      v = qkv.narrow(-1, qd + kd, kd);
+    } else {
+      q = AddLora(qkv.narrow(-1, 0, qd), x, lora, i, LinearKind::kQ);
+      k = AddLora(qkv.narrow(-1, qd, kd), x, lora, i, LinearKind::kK);
+      v = AddLora(qkv.narrow(-1, qd + kd, kd), x, lora, i, LinearKind::kV);
+    }
   } else {
     q = ApplyLinear(x, L.q, L.q_bias, lora, i, LinearKind::kQ);
     k = ApplyLinear(x, L.k, L.k_bias, lora, i, LinearKind::kK);
@@ -335,7 +349,11 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
     out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, true);
   }
   out = out.transpose(1, 2).reshape({B, T, -1});
-  if (const InferenceWeights* iw = Inference(i)) return AddLora(at::matmul(out, iw->o_t), out, lora, i, LinearKind::kO);
+  if (const InferenceWeights* iw = Inference(i)) {
+    at::Tensor y = at::matmul(out, iw->o_t);
+    return Stacked(lora, out) ? lora->stack->Apply(y, out, i, {LinearKind::kO}, {cfg_.hidden_size})
+                              : AddLora(y, out, lora, i, LinearKind::kO);
+  }
   return ApplyLinear(out, L.o, L.o_bias, lora, i, LinearKind::kO);
 }
 
@@ -345,8 +363,15 @@ at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lor
   const InferenceWeights* iw = Inference(i);
   if (iw) {
     at::Tensor gu = at::matmul(x, iw->gate_up_t);
-    g = AddLora(gu.narrow(-1, 0, cfg_.intermediate_size), x, lora, i, LinearKind::kGate);
-    u = AddLora(gu.narrow(-1, cfg_.intermediate_size, cfg_.intermediate_size), x, lora, i, LinearKind::kUp);
+    int64_t ff = cfg_.intermediate_size;
+    if (Stacked(lora, x)) {
+      gu = lora->stack->Apply(gu, x, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff});
+      g = gu.narrow(-1, 0, ff);
+      u = gu.narrow(-1, ff, ff);
+    } else {
+      g = AddLora(gu.narrow(-1, 0, ff), x, lora, i, LinearKind::kGate);
+      u = AddLora(gu.narrow(-1, ff, ff), x, lora, i, LinearKind::kUp);
+    }
   } else {
     g = ApplyLinear(x, L.gate, none, lora, i, LinearKind::kGate);
     u = ApplyLinear(x, L.up, none, lora, i, LinearKind::kUp);
@@ -355,7 +380,11 @@ at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lor
                    : cfg_.hidden_act == "gelu" ? at::gelu(g)
                                                : at::gelu(g, "tanh");
   at::Tensor h = act * u;
-  if (iw) return AddLora(at::matmul(h, iw->down_t), h, lora, i, LinearKind::kDown);
+  if (iw) {
+    at::Tensor y = at::matmul(h, iw->down_t);
+    return Stacked(lora, h) ? lora->stack->Apply(y, h, i, {LinearKind::kDown}, {cfg_.hidden_size})
+                            : AddLora(y, h, lora, i, LinearKind::kDown);
+  }
   return ApplyLinear(h, L.down, none, lora, i, LinearKind::kDown);
 }
 
@@ -435,9 +464,15 @@ at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
 at::Tensor Transformer::Logits(const at::Tensor& hidden, const LoraBatch* lora) const {
   const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
   at::Tensor head_t = InferenceHead();
-  at::Tensor logits = (head_t.defined() ? AddLora(at::matmul(hidden, head_t), hidden, lora, -1, LinearKind::kLmHead)
-                                        : ApplyLinear(hidden, head, {}, lora, -1, LinearKind::kLmHead))
-                          .to(at::kFloat);
+  at::Tensor logits;
+  if (!head_t.defined()) {
+    logits = ApplyLinear(hidden, head, {}, lora, -1, LinearKind::kLmHead);
+  } else if (Stacked(lora, hidden)) {
+    logits = lora->stack->Apply(at::matmul(hidden, head_t), hidden, -1, {LinearKind::kLmHead}, {cfg_.vocab_size});
+  } else {
+    logits = AddLora(at::matmul(hidden, head_t), hidden, lora, -1, LinearKind::kLmHead);
+  }
+  logits = logits.to(at::kFloat);
   if (cfg_.final_logit_softcapping) {
     double cap = *cfg_.final_logit_softcapping;
     logits = at::tanh(logits / cap) * cap;
