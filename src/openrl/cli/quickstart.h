@@ -49,7 +49,7 @@ struct RlOptions {
   std::string model_dir;  // Hugging Face directory to serve as the base
   std::string workdir;
   int64_t iterations = 12;
-  int64_t prompts = 16;  // the fixed RL set: this many training questions, every iteration
+  int64_t prompts = 16;  // training questions per iteration, the next ones each time (wrapping around)
   int64_t group = 4;     // samples per question
   int64_t rank = 8;
   double lr = 5e-4;

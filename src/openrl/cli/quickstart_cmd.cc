@@ -201,8 +201,8 @@ int Run(const Options& o) {
   }
   std::optional<RlResult> rl;
   if (o.rl_iterations > 0) {
-    std::cerr << Format("[6/6] RL through the training API: %lld iterations over 16 questions x 4 samples, reward = "
-                        "right answer in format\n",
+    std::cerr << Format("[6/6] RL through the training API: %lld iterations of 16 new training questions x 4 samples, "
+                        "reward = right answer in format\n",
                         static_cast<long long>(o.rl_iterations));
     model::SaveOptions save;
     save.tokenizer_from = m.dir;

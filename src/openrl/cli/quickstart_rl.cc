@@ -65,15 +65,17 @@ Result<RlResult> RunRlThroughApi(const RlOptions& o, const std::vector<Problem>&
   OPENRL_ASSIGN_OR_RETURN(std::string base_sampler, client.SamplerForBase(kBaseName));
   OPENRL_ASSIGN_OR_RETURN(result.before, HeldOut(client, base_sampler, eval, prompt_ids, decode, o.eos));
 
-  // The RL set: a fixed batch of training questions, each sampled `group` times per iteration.
-  std::vector<Problem> batch(train.begin(), train.begin() + std::min<size_t>(train.size(), o.prompts));
-  std::vector<std::vector<int32_t>> prompts;
-  for (const Problem& p : batch) {
-    OPENRL_ASSIGN_OR_RETURN(auto prompt, prompt_ids(p));
-    prompts.push_back(std::move(prompt));
-  }
+  // Each iteration: the next `prompts` training questions (wrapping around the training set), each
+  // sampled `group` times; fresh questions, so the reward measures what generalizes.
   ProgressBar bar({.label = "rl", .total = o.iterations, .unit = "iter"});
   for (int64_t it = 0; it < o.iterations; ++it) {
+    std::vector<Problem> batch;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t q = 0; q < o.prompts && !train.empty(); ++q) {
+      batch.push_back(train[static_cast<size_t>(it * o.prompts + q) % train.size()]);
+      OPENRL_ASSIGN_OR_RETURN(auto prompt, prompt_ids(batch.back()));
+      prompts.push_back(std::move(prompt));
+    }
     OPENRL_ASSIGN_OR_RETURN(std::string sampler, client.SamplerForCurrentWeights(run));
     OPENRL_ASSIGN_OR_RETURN(auto groups, client.SampleMany(sampler, prompts, o.group,
                                                            {24, 1.0, {o.eos}, static_cast<uint64_t>(1000 * it)}));
