@@ -32,6 +32,8 @@ def rows(doc: dict) -> list[str]:
             mfu = "n/a"
         else:
             what = f"sample {r['prompts']}×{r['new_tokens']} greedy {r['model']}"
+            if r.get("lora_rank"):
+                what += f" + LoRA r{r['lora_rank']}"
             mfu = "n/a"
         ours = "skipped" if r["ours_tokens_per_second"] is None else f"{r['ours_tokens_per_second']:.0f}"
         ratio = "n/a" if r["ratio"] is None else f"**{r['ratio']:.2f}×**"

@@ -8,7 +8,10 @@ Model load is excluded on both sides: ours keeps one `openrl generate` process o
 the identical request 1 + R times; the first (warm-up) is reported but not scored, and the best of
 the next R is. Theirs: the model is loaded once, one warm-up `generate`, then the best of R.
 
-Usage: bench/sampling.py [--threads T] [--rounds R] [--model llama-20m]
+With --lora-rank R both sides decode through the same random LoRA adapter (PEFT layout, all seven
+projections, seeded, B non-zero): ours `openrl generate --adapter DIR`, theirs `PeftModel.generate`.
+
+Usage: bench/sampling.py [--threads T] [--rounds R] [--model llama-20m] [--lora-rank R]
 """
 from __future__ import annotations
 
@@ -29,9 +32,29 @@ def make_prompts(vocab: int, count: int, seed: int = 0) -> list[list[int]]:
     return [[rng.randrange(3, vocab) for _ in range(8 + i % 16)] for i in range(count)]
 
 
+def make_adapter(model_dir: pathlib.Path, rank: int, seed: int = 0) -> pathlib.Path:
+    """A random PEFT adapter on every projection (B drawn, so it changes the outputs), made once."""
+    out = model_dir / f"lora-r{rank}"
+    if not (out / "adapter_model.safetensors").exists():
+        import peft
+        import transformers
+        base = transformers.LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        model = peft.get_peft_model(base, peft.LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                                                          target_modules=common.LORA_TARGETS, bias="none"))
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+        model.save_pretrained(out)
+    return out
+
+
 def run_ours(a, model_dir, prompts) -> dict:
     cmd = [str(a.binary), "generate", "--model", str(model_dir), "--threads", str(a.threads),
            "--dtype", a.dtype_name]
+    if a.adapter:
+        cmd += ["--adapter", str(a.adapter)]
     if a.device != "cpu":
         cmd += ["--device", a.device]
     req = {"prompt_tokens": prompts, "n": 1, "max_tokens": a.new_tokens, "temperature": 0,
@@ -59,6 +82,11 @@ def run_theirs(a, model_dir, prompts) -> dict:
     torch.set_num_threads(a.threads)
     dtype = getattr(torch, a.dtype_name)
     model = transformers.LlamaForCausalLM.from_pretrained(model_dir, dtype=dtype).to(a.device).eval()
+    peer = f"transformers {transformers.__version__} LlamaForCausalLM.generate"
+    if a.adapter:
+        import peft
+        model = peft.PeftModel.from_pretrained(model, a.adapter).to(a.device).eval()
+        peer = f"PEFT {peft.__version__} PeftModel(LoRA r{a.lora_rank}).generate on {peer[:-9]}"
     width = max(len(p) for p in prompts)
     ids = torch.zeros(len(prompts), width, dtype=torch.long)
     mask = torch.zeros(len(prompts), width, dtype=torch.long)
@@ -85,8 +113,7 @@ def run_theirs(a, model_dir, prompts) -> dict:
         times.append(s)
     new = out[:, width:].tolist()
     assert all(len(t) == a.new_tokens for t in new)
-    return {"peer": f"transformers {transformers.__version__} LlamaForCausalLM.generate "
-                    f"(greedy, KV cache, attn {model.config._attn_implementation})",
+    return {"peer": f"{peer} (greedy, KV cache, attn {model.config._attn_implementation})",
             "warmup_request_seconds": warm, "request_seconds": times, "tokens": new}
 
 
@@ -112,8 +139,10 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="peer device; ours gets --device only if not cpu")
     p.add_argument("--dtype", dest="dtype_name", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--skip-ours", action="store_true", help="peer only (e.g. a GPU reference figure)")
+    p.add_argument("--lora-rank", type=int, default=0, help="decode through a random LoRA adapter of this rank")
     p.add_argument("--out", default="sampling")
     a = p.parse_args()
+    a.adapter = None
     if not a.skip_ours:
         common.wait_for_binary(a.binary)
     info = {"benchmark": "sampling", "machine": common.machine(), "versions": common.versions(),
@@ -123,13 +152,15 @@ def main() -> None:
     hf = common.make_llama(a.model, model_dir)
     prompts = make_prompts(hf.config.vocab_size, a.prompts)
     del hf
+    if a.lora_rank:
+        a.adapter = make_adapter(model_dir, a.lora_rank)
     ours = None if a.skip_ours else run_ours(a, model_dir, prompts)
     theirs = run_theirs(a, model_dir, prompts)
     total = a.prompts * a.new_tokens
     best_ours = total / min(ours["request_seconds"]) if ours else None
     best_theirs = total / min(theirs["request_seconds"])
     info["results"] = [{
-        "model": a.model, "prompts": a.prompts, "new_tokens": a.new_tokens,
+        "model": a.model, "prompts": a.prompts, "new_tokens": a.new_tokens, "lora_rank": a.lora_rank,
         "prompt_lengths": [len(x) for x in prompts], "command": ours and ours["command"],
         "peer": theirs["peer"], "ours_tokens_per_second": best_ours, "theirs_tokens_per_second": best_theirs,
         "ratio": best_ours / best_theirs if ours else None,

@@ -11,13 +11,14 @@
 #      SDK, packed vs run-by-run; target 3 clients >= 2.5x one, engine busy >= 90%), on a model of
 #      SmolLM2-135M's shape with random weights (the GGUF is larger than the tool carries);
 #   3. training steps, ours vs transformers + PEFT, both cuda bf16 (bench/train_step.py);
-#   4. decode, ours vs transformers' generate, both cuda bf16 (bench/sampling.py);
+#   4. decode, ours vs transformers' generate, both cuda bf16 (bench/sampling.py), also through a
+#      LoRA adapter against PEFT;
 #   5. the training API's own overhead per call (bench/tinker_overhead.py);
 #   and before 2, the Tinker API tests that hold without real weights, against a cuda server.
 # Each part has a time box; $OUT gets summary.txt and gpu-results.tgz (the benches' JSON and logs).
 #
 # Usage: bench/gpu/run.sh [SECONDS]   total time box (default 450)
-#   GPU_PARTS=a,b   only these parts (parity, api, packing, train_step, sampling, overhead)
+#   GPU_PARTS=a,b   only these parts (parity, api, packing, train_step, sampling, sampling_lora, overhead)
 #   GPU_DEVICE=cpu  a dry run of the same steps on this CPU machine (small sizes), to check the script
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -114,6 +115,8 @@ if [ "$DEVICE" = cpu ]; then
     --calib-steps 1
   part train_step 300 "$PY" bench/train_step.py --models llama-20m --modes lora --steps 2 --warmup 1 --out train_step_dry
   part sampling 200 "$PY" bench/sampling.py --model llama-20m --prompts 2 --new-tokens 8 --rounds 1 --out sampling_dry
+  part sampling_lora 200 "$PY" bench/sampling.py --model llama-20m --prompts 2 --new-tokens 8 --rounds 1 \
+    --lora-rank 8 --out sampling_lora_dry
   log "dry run done: $RESULTS"; exit 0
 fi
 
@@ -127,8 +130,10 @@ part train_step 110 "$PY" bench/train_step.py --device "$DEVICE" --dtype bfloat1
   --models llama-120m,smollm2-shape --modes full,lora --batch 8 --seq 512 --steps 8 --warmup 3 --out train_step_cuda
 part sampling 60 "$PY" bench/sampling.py --device "$DEVICE" --dtype bfloat16 --threads 16 --model smollm2-shape \
   --prompts 16 --new-tokens 128 --out sampling_cuda
+part sampling_lora 60 "$PY" bench/sampling.py --device "$DEVICE" --dtype bfloat16 --threads 16 \
+  --model smollm2-shape --prompts 16 --new-tokens 128 --lora-rank 16 --out sampling_lora_cuda
 part overhead 60 env OPENRL_SERVE_ARGS="$SERVE" "$PY" bench/tinker_overhead.py --out tinker_overhead_cuda
 for f in "$RESULTS"/train_step_*.json; do
-  [ -f "$f" ] && "$PY" bench/report.py "$f" "${f/train_step_/sampling_}" 2>&1 | tee -a "$RESULTS/summary.txt"
+  [ -f "$f" ] && "$PY" bench/report.py "$f" "${f/train_step_/sampling_}" "${f/train_step_/sampling_lora_}" 2>&1 | tee -a "$RESULTS/summary.txt"
 done
 log "done: $RESULTS"
