@@ -354,6 +354,70 @@ void TinkerApi::Install(http::Router& r) {
     for (const auto& c : ckpts) list.push_back(CheckpointJson(c));
     return JsonOk({{"checkpoints", list}});
   });
+  // RestClient.list_user_checkpoints: every checkpoint of the key's runs, newest first, paged.
+  r.Get("/api/v1/checkpoints", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t limit, QueryInt(req, "limit", 100), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t offset, QueryInt(req, "offset", 0), req);
+    std::vector<engine::CheckpointInfo> all;
+    for (const engine::RunInfo& run : self->scheduler.Runs(key.id)) {
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(auto ckpts, self->scheduler.Checkpoints(run.id), req);
+      all.insert(all.end(), ckpts.begin(), ckpts.end());
+    }
+    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+      return a.created_at != b.created_at ? a.created_at > b.created_at : a.TinkerPath() < b.TinkerPath();
+    });
+    Json list = Json::array();
+    for (int64_t i = offset; i < static_cast<int64_t>(all.size()) && i < offset + limit; ++i)
+      list.push_back(CheckpointJson(all[static_cast<size_t>(i)]));
+    return JsonOk({{"checkpoints", list},
+                   {"cursor", {{"offset", offset}, {"limit", limit}, {"total_count", all.size()}}}});
+  }));
+  // RestClient.list_sessions / get_session: the key's sessions, newest first; one session's runs
+  // and sampling sessions.
+  r.Get("/api/v1/sessions", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t limit, QueryInt(req, "limit", 20), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t offset, QueryInt(req, "offset", 0), req);
+    Json ids = Json::array();
+    Status s = self->db.Read([&](Tx& tx) -> Status {
+      OPENRL_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT id FROM api_sessions WHERE key_id = ? "
+                                                  "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                                                  {key.id, limit, offset}));
+      for (const Row& row : rows) {
+        OPENRL_ASSIGN_OR_RETURN(std::string id, row.Text("id"));
+        ids.push_back(id);
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) return Problem(s, req);
+    return JsonOk({{"sessions", ids}});
+  }));
+  r.Get("/api/v1/sessions/{id}", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    std::string id = req.PathParam("id");
+    std::optional<Row> session;
+    Json samplers = Json::array();
+    Status s = self->db.Read([&](Tx& tx) -> Status {
+      OPENRL_ASSIGN_OR_RETURN(session, tx.QueryOne("SELECT user_metadata FROM api_sessions WHERE id = ? AND key_id = ?",
+                                                   {id, key.id}));
+      if (!session) return NotFound("session '" + id + "' is unknown");
+      OPENRL_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT id FROM sampling_sessions WHERE session_id = ? "
+                                                  "ORDER BY created_at, id", {id}));
+      for (const Row& row : rows) {
+        OPENRL_ASSIGN_OR_RETURN(std::string sid, row.Text("id"));
+        samplers.push_back(sid);
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) return Problem(s, req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string meta_text, session->Text("user_metadata"), req);
+    Json meta = Json::parse(meta_text, nullptr, /*allow_exceptions=*/false);
+    Json runs = Json::array();
+    for (const engine::RunInfo& run : self->scheduler.Runs(key.id))
+      if (run.session_id == id) runs.push_back(run.id);
+    return JsonOk({{"training_run_ids", runs},
+                   {"sampler_ids", samplers},
+                   {"user_metadata", meta.is_object() ? StringMap(meta) : Json::object()},
+                   {"display_name", nullptr}});
+  }));
   r.Get("/api/v1/training_runs/{id}/checkpoints", list_checkpoints);
   r.Get("/api/v1/models/{id}/checkpoints", list_checkpoints);
   r.Delete("/api/v1/training_runs/{id}/checkpoints/{kind}/{name}",
