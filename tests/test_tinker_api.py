@@ -630,3 +630,60 @@ def test_a_short_sample_request_joins_a_running_generation_and_finishes_first(sv
     assert finished["short"][1].tokens == finished["long"][1].tokens[:3]
     lp = sampler.compute_logprobs(types.ModelInput.from_ints(prompt.to_ints() + finished["long"][1].tokens)).result()
     np.testing.assert_allclose(lp[prompt.length:], finished["long"][1].logprobs, atol=1e-4)
+
+
+def test_cancelling_a_sample_future_stops_its_generation(openrl_bin, svc, server, tokenizer):
+    """The SDK cancels an abandoned sample request (its future cancelled, or timed out) through
+    POST /cancel_future, which the server enables: the rows leave the running generation at once,
+    the other requests in it finish unchanged, and the cancelled future fails as CANCELLED."""
+    import time
+
+    def rows():
+        return server.metrics().get("openrl_engine_generation_rows", 0.0)
+
+    def wait_until(cond, what, seconds=60.0):
+        deadline = time.monotonic() + seconds
+        while not cond():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    sampler = svc.create_sampling_client(base_model=SMOLLM2_NAME).result()
+    prompt = types.ModelInput.from_ints(tokenizer("Count slowly:", add_special_tokens=False).input_ids)
+    params = types.SamplingParams(max_tokens=2000, temperature=1.0, seed=5, stop=[])
+    doomed = sampler.sample(prompt=prompt, num_samples=2, sampling_params=params)
+    kept = sampler.sample(prompt=prompt, num_samples=1, sampling_params=types.SamplingParams(
+        max_tokens=40, temperature=1.0, seed=9, stop=[]))
+    wait_until(lambda: rows() >= 3, "the two requests never decoded together")
+    doomed.future().cancel()  # what asyncio cancellation or result_async(timeout=...) does
+    # The doomed rows leave long before their 2000 tokens; the kept request finishes in full.
+    wait_until(lambda: rows() <= 1, "the cancelled rows were still decoding")
+    res = kept.result()
+    assert len(res.sequences[0].tokens) == 40
+    lp = sampler.compute_logprobs(types.ModelInput.from_ints(prompt.to_ints() + res.sequences[0].tokens)).result()
+    np.testing.assert_allclose(lp[prompt.length:], res.sequences[0].logprobs, atol=1e-4)
+    wait_until(lambda: rows() == 0, "the engine went on decoding")
+    # On the wire: the cancelled future fails as CANCELLED for its owner; a finished one is left
+    # alone; another key's or an unknown id is 404.
+    key = {"X-API-Key": server.key}
+    session = svc.holder.get_session_id()
+    smp = httpx.post(server.url + "/api/v1/create_sampling_session", headers=key,
+                     json={"session_id": session, "sampling_session_seq_id": 99, "base_model": SMOLLM2_NAME}).json()
+    body = {"sampling_session_id": smp["sampling_session_id"], "num_samples": 1,
+            "prompt": {"chunks": [{"type": "encoded_text", "tokens": prompt.to_ints()}]},
+            "sampling_params": {"max_tokens": 2000, "temperature": 1.0, "seed": 5}}
+    req_id = httpx.post(server.url + "/api/v1/asample", headers=key, json=body).json()["request_id"]
+    wait_until(lambda: rows() >= 1, "the raw request never decoded")
+    other = {"X-API-Key": create_key(openrl_bin, server.data_dir, name="canceller")}
+    assert httpx.post(server.url + "/api/v1/cancel_future", headers=other, json={"request_id": req_id}).status_code == 404
+    c = httpx.post(server.url + "/api/v1/cancel_future", headers=key, json={"request_id": req_id})
+    assert c.status_code == 200 and c.json()["state"] == "cancelling", c.text
+    wait_until(lambda: rows() == 0, "the cancelled request went on decoding")
+    r = httpx.post(server.url + "/api/v1/retrieve_future", headers=key, json={"request_id": req_id}, timeout=60)
+    assert "cancelled by its client" in r.text, r.text
+    again = httpx.post(server.url + "/api/v1/cancel_future", headers=key, json={"request_id": req_id})
+    assert again.status_code == 200 and again.json()["state"] == "failed"
+    assert httpx.post(server.url + "/api/v1/cancel_future", headers=key, json={"request_id": "nope"}).status_code == 404
+    # A new request on the same sampler runs normally afterwards.
+    again = sampler.sample(prompt=prompt, num_samples=1, sampling_params=types.SamplingParams(
+        max_tokens=3, temperature=1.0, seed=5, stop=[])).result()
+    assert len(again.sequences[0].tokens) == 3

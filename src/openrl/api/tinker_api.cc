@@ -43,6 +43,7 @@ std::string ErrorCategory(const Status& s) {
     case ErrorCode::kUnauthenticated:
     case ErrorCode::kResourceExhausted:
     case ErrorCode::kUnimplemented:
+    case ErrorCode::kCancelled:
       return "user";
     default:
       return "server";
@@ -243,7 +244,9 @@ void TinkerApi::Install(http::Router& r) {
                    {"create_model_via_load_weights", false}});
   }));
   r.Post("/api/v1/client/dynamic_config", im.Authed([](const http::Request&, const ApiKey&) {
-    return JsonOk({{"refresh_interval_sec", 300}, {"sample_cancel_enabled", false}});
+    // Sample requests can be cancelled (POST /cancel_future): the SDK does when their future is
+    // cancelled or times out, and the engine drops their rows between decode steps.
+    return JsonOk({{"refresh_interval_sec", 300}, {"sample_cancel_enabled", true}});
   }));
   r.Get("/api/v1/healthz", [](const http::Request&) { return JsonOk({{"status", "ok"}}); });
   r.Post("/api/v1/telemetry", im.Authed([](const http::Request&, const ApiKey&) {
@@ -427,6 +430,19 @@ void TinkerApi::Install(http::Router& r) {
              OPENRL_RETURN_RESPONSE_IF_ERROR(self->scheduler.DeleteCheckpoint(path), req);
              return http::Response::Text(204, "");
            }));
+  // The SDK's cancel of an abandoned sample request (its future cancelled or timed out): the
+  // request leaves the engine and its future fails with CANCELLED. Only sample requests.
+  r.Post("/api/v1/cancel_future", im.Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
+    std::string id = body.value("request_id", Json()).is_string() ? body["request_id"].get<std::string>() : "";
+    if (id.empty()) return Problem(InvalidArgument("field 'request_id' is missing"), req);
+    Result<engine::FutureRecord> rec = self->futures.Get(id);
+    if (!rec.ok() || rec->key_id != key.id) return Problem(NotFound("future " + id + " is unknown or has expired"), req);
+    if (rec->kind != "sample")
+      return Problem(InvalidArgument("future " + id + " is a " + rec->kind + " request; only sample requests can be cancelled"), req);
+    if (rec->state == "pending") self->scheduler.CancelSample(id);
+    return JsonOk({{"request_id", id}, {"state", rec->state == "pending" ? "cancelling" : rec->state}});
+  }));
   r.AddAsync("POST", "/api/v1/retrieve_future", [self](const http::Request& req, http::Responder respond) {
     Result<ApiKey> key = self->Authenticate(req);
     if (!key.ok()) return respond(Problem(key.status(), req));

@@ -295,6 +295,7 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       return Problem(fut.status(), req);
     }
     int64_t n = work.num_samples;
+    work.cancel_id = fut->id;
     Status s = self->scheduler.SubmitSample(
         std::move(work), self->Completion(fut->id, key.id, [](engine::Output& out) {
           // Results are protobuf, the only form SDKs from 0.25 on decode.

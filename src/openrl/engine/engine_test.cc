@@ -77,6 +77,61 @@ TEST_P(EngineTest, MixedAdapterBatchEqualsSeparateRuns) {
   EXPECT_NE((*together)[0].logprobs, (*Generate(*m, {{prompts[0], mixed[0].params, nullptr}}))[0].logprobs);
 }
 
+// Cancellation: rows taken out between steps free their slots; the others (of several adapters,
+// greedy and seeded) finish exactly as they would alone, and a batch emptied by it is reusable.
+TEST_P(EngineTest, RemovedRowsLeaveTheOthersUnchanged) {
+  auto cfg = TinyConfig(GetParam());
+  auto m = model::Transformer::Init(cfg, at::kFloat, at::kCPU, 4);
+  auto a1 = RandomAdapter(cfg, 41), a2 = RandomAdapter(cfg, 42);
+  const model::LoraAdapter* adapters[] = {a1.get(), nullptr, a2.get(), a1.get(), a2.get()};
+  auto request = [&](int64_t i) {
+    std::vector<int32_t> prompt;
+    for (int64_t t = 0; t < 3 + i; ++t) prompt.push_back(static_cast<int32_t>(5 + (i * 13 + t * 7) % 80));
+    SampleRequest r{prompt, {}, adapters[i]};
+    r.params.max_tokens = 10;
+    r.params.temperature = i % 2 == 0 ? 0.0 : 0.8;
+    r.params.seed = 7 + static_cast<uint64_t>(i);
+    return r;
+  };
+  GenerationBatch batch(*m);
+  std::vector<SampleRequest> reqs;
+  for (int64_t i = 0; i < 5; ++i) reqs.push_back(request(i));
+  auto tickets = batch.Add(reqs);
+  ASSERT_TRUE(tickets.ok());
+  std::map<int64_t, SampleResult> got;
+  for (int step = 0; step < 3; ++step) {
+    auto done = batch.Step();
+    ASSERT_TRUE(done.ok());
+    ASSERT_TRUE(done->empty());
+  }
+  // Requests 1 and 3 are cancelled (a base-only row and one sharing its adapter with request 0).
+  ASSERT_TRUE(batch.Remove({(*tickets)[1], (*tickets)[3], 12345}).ok());
+  EXPECT_EQ(batch.rows(), 3);
+  while (!batch.empty()) {
+    auto done = batch.Step();
+    ASSERT_TRUE(done.ok());
+    for (auto& [ticket, res] : *done) got[ticket] = std::move(res);
+  }
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_FALSE(got.count((*tickets)[1]) || got.count((*tickets)[3]));
+  for (int64_t i : {0, 2, 4}) {
+    auto alone = Generate(*m, {request(i)});
+    ASSERT_TRUE(alone.ok());
+    const SampleResult& r = got.at((*tickets)[static_cast<size_t>(i)]);
+    EXPECT_EQ(r.tokens, (*alone)[0].tokens) << "request " << i;
+    ASSERT_EQ(r.logprobs.size(), (*alone)[0].logprobs.size());
+    for (size_t t = 0; t < r.logprobs.size(); ++t) EXPECT_NEAR(r.logprobs[t], (*alone)[0].logprobs[t], 1e-4);
+  }
+  // Everything removed: the batch is empty and takes newcomers again.
+  auto more = batch.Add({request(0), request(1)});
+  ASSERT_TRUE(more.ok());
+  ASSERT_TRUE(batch.Remove(*more).ok());
+  EXPECT_TRUE(batch.empty());
+  auto again = batch.Add({request(2)});
+  ASSERT_TRUE(again.ok());
+  while (!batch.empty()) ASSERT_TRUE(batch.Step().ok());
+}
+
 // Continuous batching: requests that join a running generation (with shorter and longer prompts
 // than what it has decoded so far, with and without adapters), and rows that come and go for long
 // enough that the cache drops its unused left slots, each give what they give alone.

@@ -308,6 +308,32 @@ Result<std::vector<std::pair<int64_t, SampleResult>>> GenerationBatch::Step() {
   return finished;
 }
 
+Status GenerationBatch::Remove(const std::vector<int64_t>& tickets) {
+  Impl& im = *impl_;
+  std::vector<int64_t> keep;
+  for (size_t i = 0; i < im.rows.size(); ++i)
+    if (std::find(tickets.begin(), tickets.end(), im.rows[i].ticket) == tickets.end()) keep.push_back(static_cast<int64_t>(i));
+  if (keep.size() == im.rows.size()) return Status::Ok();
+  try {
+    std::vector<Impl::Row> kept;
+    for (int64_t i : keep) kept.push_back(std::move(im.rows[static_cast<size_t>(i)]));
+    im.rows = std::move(kept);
+    if (im.rows.empty()) {
+      im.cache.reset();
+      im.logits = at::Tensor();
+    } else {
+      at::Tensor idx = at::tensor(keep, at::kLong).to(im.model.device());
+      im.cache->SelectRows(idx);
+      im.logits = im.logits.index_select(0, idx);
+      im.Compact();
+    }
+    im.Regroup();
+  } catch (const std::exception& e) {
+    return StatusFromException(e, "remove rows");
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<SampleResult>> Generate(const Transformer& model, const std::vector<SampleRequest>& reqs,
                                            const tokenizer::Tokenizer* tok) {
   std::vector<SampleResult> out(reqs.size());

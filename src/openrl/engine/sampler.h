@@ -71,6 +71,9 @@ class GenerationBatch {
   // One step for every row: samples its next token, retires the rows that finished, runs the
   // model once over the others. Returns the finished rows with their tickets.
   Result<std::vector<std::pair<int64_t, SampleResult>>> Step();
+  // Takes these tickets' rows out between steps (cancelled requests), freeing their cache slots;
+  // the other rows go on exactly as before. Unknown tickets are ignored.
+  Status Remove(const std::vector<int64_t>& tickets);
   int64_t rows() const;
   bool empty() const { return rows() == 0; }
 

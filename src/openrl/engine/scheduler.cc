@@ -399,6 +399,24 @@ Status Scheduler::SubmitSample(SampleWork work, Done done) {
   return Status::Ok();
 }
 
+void Scheduler::CancelSample(const std::string& cancel_id) {
+  if (cancel_id.empty()) return;
+  std::optional<Done> done;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    auto& q = impl_->sample_queue;
+    auto it = std::find_if(q.begin(), q.end(), [&](const auto& item) { return item.first.cancel_id == cancel_id; });
+    if (it != q.end()) {
+      done = std::move(it->second);
+      q.erase(it);
+      --impl_->queued;
+    } else {
+      impl_->cancel_requests.insert(cancel_id);  // running, or about to: the engine drops it between steps
+    }
+  }
+  if (done) (*done)(Status(ErrorCode::kCancelled, "sample request " + cancel_id + " was cancelled by its client before it started"));
+}
+
 QueuedItem* Scheduler::Impl::ReadyItem(RunState& run) {
   if (!run.unnumbered.empty()) return &run.unnumbered.front();
   while (run.skipped.count(run.next_seq)) {
@@ -434,6 +452,7 @@ void Scheduler::Impl::EngineLoop() {
   auto& busy = reg.Counter("openrl_engine_busy_seconds_total", "Seconds the engine spent executing clock cycles").Get();
   auto& cycles = reg.Counter("openrl_engine_cycles_total", "Clock cycles executed").Get();
   auto& depth = reg.Gauge("openrl_engine_queued_requests", "Requests queued for the engine").Get();
+  auto& decoding = reg.Gauge("openrl_engine_generation_rows", "Sample rows decoding in running generations").Get();
   auto run_item = [&](RunState& run, QueuedItem& item) {
     Result<Output> out = Internal("unreachable");
     if (auto* w = std::get_if<OptimStepWork>(&item.work)) out = RunOptimStep(run, *w);
@@ -511,6 +530,9 @@ void Scheduler::Impl::EngineLoop() {
     // cycle ends when the generations are done, or once training work is ready after a slice.
     auto decode_start = std::chrono::steady_clock::now();
     while (!generations.empty()) {
+      samples_done += DropCancelled();
+      decoding.Set(static_cast<double>(GenerationRows()));
+      if (generations.empty()) break;
       samples_done += StepGenerations();
       lock.lock();
       queued -= samples_done;
@@ -532,6 +554,7 @@ void Scheduler::Impl::EngineLoop() {
     lock.lock();
     Retire(others, queued);
     queued -= samples_done;
+    decoding.Set(static_cast<double>(GenerationRows()));
     depth.Set(static_cast<double>(queued));
     lock.unlock();
     EnforceMemoryBudget();

@@ -112,6 +112,7 @@ struct LoadOutput {
 
 struct SampleWork {
   std::string sampling_session_id;
+  std::string cancel_id;  // the API future's id: CancelSample(cancel_id) stops the request
   std::vector<int32_t> prompt;
   int64_t num_samples = 1;
   SamplingParams params;
@@ -196,6 +197,10 @@ class Scheduler {
   void Skip(const std::string& run_id, int64_t seq_id);
   // Sampling is not ordered per run.
   Status SubmitSample(SampleWork work, Done done);
+  // Stops the sample request submitted with this cancel_id: a queued one fails at once with
+  // CANCELLED; a running one leaves its generation before the next decode step, its rows freed,
+  // and then fails with CANCELLED. Unknown or finished ids are ignored.
+  void CancelSample(const std::string& cancel_id);
 
   Result<SamplingSessionInfo> CreateSamplingSession(const std::string& session_id, const std::string& base_model,
                                                     const std::string& model_path);

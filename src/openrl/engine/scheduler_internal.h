@@ -49,6 +49,7 @@ struct SamplerState {
 // A sample request in flight: its num_samples rows generate in a GenerationBatch; it completes
 // when the last one finishes. It holds the weights its rows use.
 struct PendingSample {
+  std::string cancel_id;
   SampleOutput out;
   Done done;
   int64_t remaining = 0;
@@ -78,6 +79,7 @@ struct Scheduler::Impl {
   std::map<std::string, std::unique_ptr<RunState>> runs;
   std::map<std::string, std::unique_ptr<SamplerState>> samplers;
   std::deque<std::pair<SampleWork, Done>> sample_queue;
+  std::set<std::string> cancel_requests;  // cancel_ids of requests that may be running (DropCancelled)
   int64_t queued = 0;
   bool stopping = false;
   std::thread engine;
@@ -116,6 +118,11 @@ struct Scheduler::Impl {
   // One decode step of every running generation; returns how many requests completed.
   int64_t StepGenerations();
   int64_t FailGeneration(ActiveGeneration& gen, const Status& why);
+  // Takes the cancelled requests' rows out of the running generations and fails those requests
+  // with CANCELLED; returns how many.
+  int64_t DropCancelled();
+  // Rows decoding now, over every generation (for the metrics gauge).
+  int64_t GenerationRows() const;
 };
 
 std::string NowIso();

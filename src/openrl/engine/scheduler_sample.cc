@@ -1,5 +1,6 @@
 // Sampling work of the scheduler: sampling sessions (a base model, optionally with saved adapter
 // weights) and one batched generation per clock cycle over every queued sample request.
+#include <algorithm>
 #include <random>
 
 #include "openrl/core/ids.h"
@@ -101,6 +102,7 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
       continue;
     }
     auto pending = std::make_shared<PendingSample>();
+    pending->cancel_id = w.cancel_id;
     pending->done = std::move(done);
     pending->adapter = sampler->adapter;
     pending->weights = sampler->weights;
@@ -179,6 +181,49 @@ int64_t Scheduler::Impl::StepGenerations() {
     it = gen.batch->empty() ? generations.erase(it) : std::next(it);
   }
   return completed;
+}
+
+int64_t Scheduler::Impl::DropCancelled() {
+  std::set<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ids.swap(cancel_requests);
+  }
+  if (ids.empty()) return 0;
+  int64_t n = 0;
+  for (auto it = generations.begin(); it != generations.end();) {
+    ActiveGeneration& gen = it->second;
+    std::vector<int64_t> tickets;
+    std::vector<std::shared_ptr<PendingSample>> hit;
+    for (auto& [ticket, owner] : gen.owners) {
+      if (owner.first->cancel_id.empty() || !ids.count(owner.first->cancel_id)) continue;
+      tickets.push_back(ticket);
+      if (std::find(hit.begin(), hit.end(), owner.first) == hit.end()) hit.push_back(owner.first);
+    }
+    if (tickets.empty()) {
+      ++it;
+      continue;
+    }
+    for (int64_t t : tickets) gen.owners.erase(t);
+    Status removed = gen.batch->Remove(tickets);
+    for (auto& p : hit) {
+      p->done(Status(ErrorCode::kCancelled, "sample request " + p->cancel_id + " was cancelled by its client"));
+      ++n;
+    }
+    if (!removed.ok()) {
+      n += FailGeneration(gen, removed);
+      it = generations.erase(it);
+      continue;
+    }
+    it = gen.batch->empty() ? generations.erase(it) : std::next(it);
+  }
+  return n;
+}
+
+int64_t Scheduler::Impl::GenerationRows() const {
+  int64_t rows = 0;
+  for (const auto& [model, gen] : generations) rows += gen.batch->rows();
+  return rows;
 }
 
 int64_t Scheduler::Impl::FailGeneration(ActiveGeneration& gen, const Status& why) {
