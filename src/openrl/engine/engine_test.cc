@@ -12,41 +12,14 @@
 #include "openrl/engine/optimizer.h"
 #include "openrl/engine/sampler.h"
 #include "openrl/engine/trainer.h"
+#include "openrl/model/test_models.h"
 #include "openrl/model/transformer.h"
 
 namespace openrl::engine {
 namespace {
 
-model::ModelConfig TinyConfig(model::Family family) {
-  model::ModelConfig c;
-  c.family = family;
-  c.model_type = std::string(model::FamilyName(family));
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 128;
-  if (family == model::Family::kGemma3) {
-    c.sliding_window = 4;
-    c.layer_is_sliding = {true, false};
-    c.query_pre_attn_scalar = 8;
-  }
-  return c;
-}
-
-std::unique_ptr<model::LoraAdapter> RandomAdapter(const model::ModelConfig& c, uint64_t seed) {
-  model::LoraConfig lc;
-  lc.rank = 4;
-  lc.alpha = 8;
-  auto a = model::LoraAdapter::Create(c, lc, at::kFloat, at::kCPU, seed);
-  at::manual_seed(seed);
-  for (auto& [name, t] : a->NamedTensors())
-    if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.3);
-  return a;
-}
+using model::testing::RandomAdapter;
+using model::testing::TinyConfig;
 
 class EngineTest : public ::testing::TestWithParam<model::Family> {};
 

@@ -160,6 +160,23 @@ struct GenerationBatch::Impl {
     }
     lora.stack = stack.get();
   }
+  // Keeps only the rows at these indices (in order): their cache rows and pending logits; an
+  // emptied batch frees its cache.
+  void Keep(const std::vector<int64_t>& keep) {
+    std::vector<Row> kept;
+    for (int64_t i : keep) kept.push_back(std::move(rows[static_cast<size_t>(i)]));
+    rows = std::move(kept);
+    if (rows.empty()) {
+      cache.reset();
+      logits = at::Tensor();
+    } else {
+      at::Tensor idx = at::tensor(keep, at::kLong).to(model.device());
+      cache->SelectRows(idx);
+      if (logits.defined()) logits = logits.index_select(0, idx);
+      Compact();
+    }
+    Regroup();
+  }
   // Slots left of every row's first real token serve nobody: drop them once they pile up, so a
   // batch that runs for long with rows coming and going does not grow without bound.
   void Compact() {
@@ -285,18 +302,9 @@ Result<std::vector<std::pair<int64_t, SampleResult>>> GenerationBatch::Step() {
       }
     }
     if (keep.size() != im.rows.size()) {
-      std::vector<Impl::Row> kept;
-      for (int64_t i : keep) kept.push_back(std::move(im.rows[static_cast<size_t>(i)]));
-      im.rows = std::move(kept);
-      if (im.rows.empty()) {
-        im.cache.reset();
-        im.logits = at::Tensor();
-        return finished;
-      }
-      at::Tensor idx = at::tensor(keep, at::kLong).to(im.model.device());
-      im.cache->SelectRows(idx);
-      im.Compact();
-      im.Regroup();
+      im.logits = at::Tensor();  // sampled from already (the host copy above); the step makes new ones
+      im.Keep(keep);
+      if (im.rows.empty()) return finished;
     }
     at::Tensor step_ids = at::tensor(next_tokens, at::kLong).view({-1, 1}).to(im.model.device());
     model::ForwardArgs args{step_ids, {}, at::ones({static_cast<int64_t>(im.rows.size()), 1}, at::kBool), im.cache.get(),
@@ -315,19 +323,7 @@ Status GenerationBatch::Remove(const std::vector<int64_t>& tickets) {
     if (std::find(tickets.begin(), tickets.end(), im.rows[i].ticket) == tickets.end()) keep.push_back(static_cast<int64_t>(i));
   if (keep.size() == im.rows.size()) return Status::Ok();
   try {
-    std::vector<Impl::Row> kept;
-    for (int64_t i : keep) kept.push_back(std::move(im.rows[static_cast<size_t>(i)]));
-    im.rows = std::move(kept);
-    if (im.rows.empty()) {
-      im.cache.reset();
-      im.logits = at::Tensor();
-    } else {
-      at::Tensor idx = at::tensor(keep, at::kLong).to(im.model.device());
-      im.cache->SelectRows(idx);
-      im.logits = im.logits.index_select(0, idx);
-      im.Compact();
-    }
-    im.Regroup();
+    im.Keep(keep);
   } catch (const std::exception& e) {
     return StatusFromException(e, "remove rows");
   }

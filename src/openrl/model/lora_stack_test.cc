@@ -7,30 +7,13 @@
 #include <c10/core/GradMode.h>
 
 #include "openrl/model/lora.h"
+#include "openrl/model/test_models.h"
 #include "openrl/model/transformer.h"
 
 namespace openrl::model {
 namespace {
 
-ModelConfig Tiny(Family family) {
-  ModelConfig c;
-  c.family = family;
-  c.model_type = std::string(FamilyName(family));
-  c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 128;
-  if (family == Family::kGemma3) {
-    c.sliding_window = 4;
-    c.layer_is_sliding = {true, false};
-    c.query_pre_attn_scalar = 8;
-  }
-  return c;
-}
+ModelConfig Tiny(Family family) { return testing::TinyConfig(family); }
 
 std::unique_ptr<LoraAdapter> Adapter(const ModelConfig& c, int64_t rank, double alpha, std::set<LinearKind> targets,
                                      bool rslora, uint64_t seed) {
@@ -39,11 +22,7 @@ std::unique_ptr<LoraAdapter> Adapter(const ModelConfig& c, int64_t rank, double 
   lc.alpha = alpha;
   lc.targets = std::move(targets);
   lc.use_rslora = rslora;
-  auto a = LoraAdapter::Create(c, lc, at::kFloat, at::kCPU, seed);
-  at::manual_seed(seed);
-  for (auto& [name, t] : a->NamedTensors())
-    if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.3);
-  return a;
+  return testing::RandomAdapter(c, seed, lc);
 }
 
 // The batch's groups as the sampler builds them (row indices per adapter; -1: no adapter).
