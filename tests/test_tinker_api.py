@@ -334,6 +334,13 @@ def test_rest_client_lists_sessions_and_the_keys_checkpoints(openrl_bin, server)
         assert httpx.get(server.url + f"/api/v1/sessions/{session}", headers=headers).status_code == 404
         assert session not in httpx.get(server.url + "/api/v1/sessions", headers=headers).json()["sessions"]
         assert httpx.get(server.url + "/api/v1/checkpoints", headers=headers).json()["checkpoints"] == []
+        # Nor its sampling sessions: neither their description nor sampling from them.
+        assert httpx.get(server.url + f"/api/v1/samplers/{got.sampler_ids[0]}", headers=headers).status_code == 404
+        stolen = httpx.post(server.url + "/api/v1/asample", headers=headers, json={
+            "sampling_session_id": got.sampler_ids[0], "num_samples": 1,
+            "prompt": {"chunks": [{"type": "encoded_text", "tokens": [1, 2, 3]}]},
+            "sampling_params": {"max_tokens": 2}})
+        assert stolen.status_code == 404 and "unknown" in stolen.text
         r = httpx.get(server.url + "/api/v1/checkpoints?limit=-1", headers={"X-API-Key": server.key})
         assert r.status_code == 400 and "limit" in r.json()["detail"]
     finally:

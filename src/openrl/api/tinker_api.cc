@@ -102,6 +102,19 @@ Status TinkerApi::Impl::CheckSession(const ApiKey& key, const std::string& sessi
   return Status::Ok();
 }
 
+Result<engine::SamplingSessionInfo> TinkerApi::Impl::OwnedSampler(const ApiKey& key, const std::string& sampler_id) {
+  std::optional<Row> row;
+  OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(row, tx.QueryOne("SELECT a.key_id FROM sampling_sessions s JOIN api_sessions a "
+                                             "ON a.id = s.session_id WHERE s.id = ?",
+                                             {sampler_id}));
+    return Status::Ok();
+  }));
+  Result<std::string> owner = row ? row->Text("key_id") : Result<std::string>(NotFound(""));
+  if (!owner.ok() || *owner != key.id) return NotFound("sampling session '" + sampler_id + "' is unknown");
+  return scheduler.SamplingSession(sampler_id);
+}
+
 Status TinkerApi::Impl::TouchSession(const ApiKey& key, const std::string& session_id) {
   int64_t n = 0;
   OPENRL_RETURN_IF_ERROR(db.Transaction([&](Tx& tx) -> Status {

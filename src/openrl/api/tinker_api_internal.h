@@ -42,6 +42,8 @@ struct TinkerApi::Impl {
 
   // The run if it exists and belongs to `key` (NOT_FOUND otherwise, never revealing others' runs).
   Result<engine::RunInfo> OwnedRun(const ApiKey& key, const std::string& model_id);
+  // A sampling session made in one of this key's sessions; NOT_FOUND for any other.
+  Result<engine::SamplingSessionInfo> OwnedSampler(const ApiKey& key, const std::string& sampler_id);
   Status CheckSession(const ApiKey& key, const std::string& session_id);
   // Records a sign of life of the key's session (heartbeat, finish); NOT_FOUND when unknown.
   Status TouchSession(const ApiKey& key, const std::string& session_id);

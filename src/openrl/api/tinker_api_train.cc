@@ -241,8 +241,8 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::SamplingSessionInfo s, session_for(key, body), req);
     return JsonOk({{"type", "create_sampling_session"}, {"sampling_session_id", s.id}});
   }));
-  r.Get("/api/v1/samplers/{id}", self->Authed([self](const http::Request& req, const ApiKey&) {
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::SamplingSessionInfo s, self->scheduler.SamplingSession(req.PathParam("id")), req);
+  r.Get("/api/v1/samplers/{id}", self->Authed([self](const http::Request& req, const ApiKey& key) {
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::SamplingSessionInfo s, self->OwnedSampler(key, req.PathParam("id")), req);
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string dir, self->scheduler.BaseModelDir(s.base_model), req);
     // base_model is the local model directory, so SamplingClient.get_tokenizer() loads it offline.
     Json j = {{"sampler_id", s.id}, {"base_model", dir}};
@@ -259,7 +259,7 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
     if (session_id.empty()) {
       OPENRL_ASSIGN_OR_RETURN_RESPONSE(session, session_for(key, body), req);
     } else {
-      OPENRL_ASSIGN_OR_RETURN_RESPONSE(session, self->scheduler.SamplingSession(session_id), req);
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(session, self->OwnedSampler(key, session_id), req);
     }
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::BaseModelInfo base, self->scheduler.BaseModel(session.base_model), req);
     engine::SampleWork work;
