@@ -358,7 +358,10 @@ def test_keys_are_isolated_and_limited(openrl_bin, server):
     keys = [line for line in __import__("subprocess").run(
         [str(openrl_bin), "keys", "list", "--data-dir", str(server.data_dir)], capture_output=True, text=True,
         check=True).stdout.splitlines()]
-    assert any("other" in k for k in keys) and len(keys) >= 2  # this module's server holds other tests' keys too
+    # One line per key of this module's server: the fixture's, this test's, and those other tests made.
+    listed = sorted(__import__("json").loads(k)["name"] for k in keys)
+    assert "other" in listed and listed.count("other") == 1 and set(listed) <= {"test", "other", "lister", "canceller"}
+    assert len(listed) == len(set(listed))
     assert all("tml-" not in k for k in keys)  # secrets are never shown again
 
 

@@ -13,8 +13,6 @@
 namespace openrl::model {
 namespace {
 
-ModelConfig Tiny(Family family) { return testing::TinyConfig(family); }
-
 std::unique_ptr<LoraAdapter> Adapter(const ModelConfig& c, int64_t rank, double alpha, std::set<LinearKind> targets,
                                      bool rslora, uint64_t seed) {
   LoraConfig lc;
@@ -69,7 +67,7 @@ class LoraStackTest : public ::testing::TestWithParam<Family> {};
 
 TEST_P(LoraStackTest, MixedBatchMatchesPerAdapterPath) {
   c10::NoGradGuard no_grad;
-  auto cfg = Tiny(GetParam());
+  auto cfg = testing::TinyConfig(GetParam());
   auto m = Transformer::Init(cfg, at::kFloat, at::kCPU, 5);
   using K = LinearKind;
   auto a0 = Adapter(cfg, 4, 8, {K::kQ, K::kK, K::kV, K::kO, K::kGate, K::kUp, K::kDown}, false, 1);
@@ -113,7 +111,7 @@ TEST_P(LoraStackTest, MixedBatchMatchesPerAdapterPath) {
 
 TEST_P(LoraStackTest, Bf16BaseTracksPerAdapterPath) {
   c10::NoGradGuard no_grad;
-  auto cfg = Tiny(GetParam());
+  auto cfg = testing::TinyConfig(GetParam());
   auto m = Transformer::Init(cfg, at::kBFloat16, at::kCPU, 5);
   using K = LinearKind;
   auto a0 = Adapter(cfg, 4, 8, {K::kQ, K::kK, K::kV, K::kO, K::kGate, K::kUp, K::kDown}, false, 1);
@@ -137,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(Families, LoraStackTest,
 
 TEST(LoraStack, DecodeStepIssuesFewerOps) {
   c10::NoGradGuard no_grad;
-  auto cfg = Tiny(Family::kLlama);
+  auto cfg = testing::TinyConfig(Family::kLlama);
   auto m = Transformer::Init(cfg, at::kFloat, at::kCPU, 5);
   using K = LinearKind;
   std::set<K> all = {K::kQ, K::kK, K::kV, K::kO, K::kGate, K::kUp, K::kDown};
