@@ -8,6 +8,7 @@
 
 #include "openrl/cli/command.h"
 #include "openrl/cli/model_loading.h"
+#include "openrl/cli/profiling.h"
 #include "openrl/engine/forward.h"
 #include "openrl/engine/sampler.h"
 #include "openrl/model/gguf_import.h"
@@ -225,13 +226,19 @@ void Install(CLI::App& app) {
          &LogprobsOne}}) {
     auto* sub = app.add_subcommand(name, help);
     auto opts = std::make_shared<ModelOptions>();
+    auto profile = std::make_shared<std::string>();
     AddModelOptions(sub, *opts);
+    sub->add_option("--profile", *profile, "write a Chrome trace of the requests' ops (libtorch profiler)");
     auto handler = fn;
-    sub->callback([opts, handler] {
+    sub->callback([opts, profile, handler] {
       auto loaded = LoadModelForCli(*opts);
       if (!loaded.ok()) return SetExitCode(PrintError(loaded.status()));
       const LoadedModel& m = *loaded;
+      if (!profile->empty()) StartProfiler();
       SetExitCode(RunJsonLines([&](const Json& req) { return handler(m, req); }));
+      if (!profile->empty()) {
+        if (auto st = StopProfiler(*profile); !st.ok()) SetExitCode(PrintError(st));
+      }
     });
   }
 }

@@ -9,6 +9,7 @@
 
 #include "openrl/cli/command.h"
 #include "openrl/cli/model_loading.h"
+#include "openrl/cli/profiling.h"
 #include "openrl/engine/trainer.h"
 #include "openrl/model/peft_io.h"
 
@@ -20,6 +21,7 @@ struct TrainOptions {
   std::string data;
   std::string out;
   std::string dump_grads;
+  std::string profile;
   int64_t lora_rank = 8;
   double lora_alpha = 16;
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -108,6 +110,8 @@ int RunTrain(const TrainOptions& o) {
     std::vector<std::vector<int32_t>> batch;
     for (int64_t i = 0; i < o.batch_size; ++i) batch.push_back(rows[(step * o.batch_size + i) % rows.size()]);
     Result<engine::StepReport> rep = InvalidArgument("unreachable");
+    bool profiled = !o.profile.empty() && step == o.steps - 1;
+    if (profiled) StartProfiler();
     if (step == 0 && !o.dump_grads.empty()) {
       rep = trainer.ForwardBackward(batch);
       if (!rep.ok()) return PrintError(rep.status());
@@ -121,6 +125,9 @@ int RunTrain(const TrainOptions& o) {
     } else {
       rep = trainer.Step(batch, hp);
       if (!rep.ok()) return PrintError(rep.status());
+    }
+    if (profiled) {
+      if (auto st = StopProfiler(o.profile); !st.ok()) return PrintError(st);
     }
     Json line = {{"step", step + 1}, {"loss", rep->loss}, {"grad_norm", rep->grad_norm},
                  {"tokens", rep->tokens}, {"tokens_per_second", rep->tokens_per_second}};
@@ -155,6 +162,7 @@ void Install(CLI::App& app) {
   sub->add_option("--clip", o->clip, "gradient-norm clip (0 = off)")->capture_default_str();
   sub->add_option("--seed", o->seed, "seed for LoRA init and dropout (rows are taken in file order)")->capture_default_str();
   sub->add_flag("--checkpoint-activations", o->checkpoint, "recompute layers in backward to save memory");
+  sub->add_option("--profile", o->profile, "write a Chrome trace of the last step's ops (libtorch profiler)");
   sub->add_option("--dump-grads", o->dump_grads, "write the first step's gradients as safetensors");
   sub->callback([o] { SetExitCode(RunTrain(*o)); });
 }
