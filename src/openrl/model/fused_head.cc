@@ -21,14 +21,12 @@ int64_t ChunkRows(int64_t chunk_rows, int64_t vocab) {
 
 struct ChunkedHeadFunction : torch::autograd::Function<ChunkedHeadFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& head_t,
-                            const at::Tensor& targets, int64_t chunk_rows) {
+                            const at::Tensor& targets, int64_t chunk_rows, bool keep) {
     int64_t N = hidden.size(0), V = head_t.size(1);
     int64_t rows = ChunkRows(chunk_rows, V);
-    // Reduced precision: the backward recomputes a chunk's logits (a fast matmul) and keeps
-    // nothing but the logsumexp. fp32: recomputing would cost a full fp32 head matmul, so each
-    // chunk's softmax is kept instead (chunks small enough to come from the heap, not from fresh
-    // page-faulted mappings every step).
-    bool keep = hidden.scalar_type() == at::kFloat && at::GradMode::is_enabled();
+    // keep: each chunk's softmax (fp32) is kept for the backward (chunks small enough to come
+    // from the heap, not from fresh page-faulted mappings every step); otherwise the backward
+    // recomputes a chunk's logits from the logsumexp.
     at::Tensor out = at::empty({N}, hidden.options().dtype(at::kFloat));
     at::Tensor lse = at::empty({N}, hidden.options().dtype(at::kFloat));
     std::vector<at::Tensor> saved = {hidden, head_t, targets, lse};
@@ -69,15 +67,21 @@ struct ChunkedHeadFunction : torch::autograd::Function<ChunkedHeadFunction> {
       d.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), gc);
       grad_hidden.narrow(0, s, n).copy_(at::matmul(d.to(hidden.scalar_type()), head));
     }
-    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
 at::Tensor ChunkedHeadLogprobs(const at::Tensor& hidden, const at::Tensor& head_t, const at::Tensor& targets,
-                               int64_t chunk_rows) {
-  return ChunkedHeadFunction::apply(hidden, head_t.detach(), targets, chunk_rows);
+                               int64_t chunk_rows, int64_t keep_bytes) {
+  // Decided here: inside the autograd function's forward, grad mode is always off. fp32 always
+  // keeps (recomputing would cost a full fp32 head matmul); bf16/fp16 keep while it fits the
+  // budget and otherwise recompute (a fast matmul).
+  int64_t N = hidden.size(0), V = head_t.size(1);
+  bool keep = at::GradMode::is_enabled() && hidden.requires_grad() &&
+              (hidden.scalar_type() == at::kFloat || N * V * int64_t{4} <= keep_bytes);
+  return ChunkedHeadFunction::apply(hidden, head_t.detach(), targets, chunk_rows, keep);
 }
 
 }  // namespace openrl::model

@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <ATen/record_function.h>
+
+#include <string>
 
 namespace openrl::model {
 namespace {
 
-void Compare(at::ScalarType dtype, int64_t chunk_rows, double tol) {
+void Compare(at::ScalarType dtype, int64_t chunk_rows, double tol, int64_t keep_bytes = int64_t{256} << 20) {
   at::manual_seed(7);
   int64_t N = 10, H = 16, V = 97;
   at::Tensor hidden = at::randn({N, H}).to(dtype);
@@ -23,7 +26,7 @@ void Compare(at::ScalarType dtype, int64_t chunk_rows, double tol) {
   torch::autograd::backward({want}, {g});
 
   at::Tensor h2 = hidden.clone().requires_grad_(true);
-  at::Tensor got = ChunkedHeadLogprobs(h2, head.t().contiguous(), targets, chunk_rows);
+  at::Tensor got = ChunkedHeadLogprobs(h2, head.t().contiguous(), targets, chunk_rows, keep_bytes);
   torch::autograd::backward({got}, {g});
 
   EXPECT_LT((got - want).abs().max().item<double>(), tol);
@@ -36,7 +39,35 @@ TEST(ChunkedHead, MatchesFullLogSoftmaxFp32) {
   Compare(at::kFloat, 0, 1e-5);  // one chunk
 }
 
-TEST(ChunkedHead, MatchesFullLogSoftmaxBf16) { Compare(at::kBFloat16, 4, 2e-2); }
+TEST(ChunkedHead, MatchesFullLogSoftmaxBf16) {
+  Compare(at::kBFloat16, 4, 2e-2);                 // softmax kept for the backward
+  Compare(at::kBFloat16, 4, 2e-2, /*keep_bytes=*/0);  // logits recomputed in the backward
+}
+
+// Matmuls in the backward of 4 chunks: one per chunk when the softmax was kept, two when the
+// logits are recomputed.
+int64_t BackwardMatmuls(at::ScalarType dtype, int64_t keep_bytes) {
+  static thread_local int64_t count = 0;
+  at::Tensor hidden = at::randn({8, 16}).to(dtype).requires_grad_(true);
+  at::Tensor head_t = at::randn({16, 97}).to(dtype);
+  at::Tensor targets = at::randint(0, 97, {8}, at::kLong);
+  at::Tensor lp = ChunkedHeadLogprobs(hidden, head_t, targets, 2, keep_bytes);
+  count = 0;
+  auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+        if (std::string(fn.name()) == "aten::mm") ++count;
+        return nullptr;
+      }).scopes({at::RecordScope::FUNCTION}));
+  torch::autograd::backward({lp.sum()});
+  at::removeCallback(handle);
+  return count;
+}
+
+TEST(ChunkedHead, KeepsTheSoftmaxWithinTheBudget) {
+  EXPECT_EQ(BackwardMatmuls(at::kFloat, 0), 4);         // fp32 always keeps
+  EXPECT_EQ(BackwardMatmuls(at::kBFloat16, 1 << 20), 4);  // 8×97 fp32 fits 1 MiB
+  EXPECT_EQ(BackwardMatmuls(at::kBFloat16, 0), 8);        // over budget: recomputed
+}
 
 TEST(ChunkedHead, NoGradientModeGivesValuesOnly) {
   at::NoGradGuard ng;

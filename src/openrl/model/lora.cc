@@ -149,6 +149,51 @@ at::Tensor AddLora(at::Tensor y, const at::Tensor& x, const LoraBatch* lora, int
   return y;
 }
 
+at::Tensor AddLoraGroup(at::Tensor y, const at::Tensor& x, const LoraBatch* lora, int64_t layer,
+                        std::initializer_list<LinearKind> kinds, std::initializer_list<int64_t> widths) {
+  if (lora == nullptr) return y;
+  bool dropout = false;
+  for (const auto& g : lora->groups) dropout = dropout || (lora->training && g.adapter && g.adapter->config().dropout > 0);
+  if (dropout) {
+    // PEFT draws one dropout mask per projection (and adapter): the per-projection path, in its order.
+    std::vector<at::Tensor> parts = y.split_with_sizes(std::vector<int64_t>(widths), -1);
+    size_t i = 0;
+    for (LinearKind k : kinds) parts[i] = AddLora(parts[i], x, lora, layer, k), ++i;
+    return parts.size() == 1 ? parts[0] : at::cat(parts, -1);
+  }
+  for (const auto& g : lora->groups) {
+    if (!g.adapter) continue;
+    // One cast, one A matmul for the projections that read x, the scale on the rank-sized
+    // intermediate, and one B matmul through the block-diagonal of their B's (projections
+    // without an adapter contribute a zero block).
+    std::vector<at::Tensor> as, bs;
+    const LoraAdapter::Pair* any = nullptr;
+    for (LinearKind k : kinds) {
+      if (const LoraAdapter::Pair* p = g.adapter->Find(layer, k)) {
+        as.push_back(p->a);
+        bs.push_back(p->b);
+        any = p;
+      } else {
+        bs.push_back(at::Tensor());
+      }
+    }
+    if (any == nullptr) continue;
+    auto w = widths.begin();
+    for (at::Tensor& b : bs) {
+      if (!b.defined()) b = at::zeros({*w, 0}, any->b.options());
+      ++w;
+    }
+    at::Tensor xs = g.rows.defined() ? x.index_select(0, g.rows) : x;
+    if (xs.scalar_type() != any->a.scalar_type()) xs = xs.to(any->a.scalar_type());
+    at::Tensor a = as.size() == 1 ? as[0] : at::cat(as, 0);
+    at::Tensor b = bs.size() == 1 ? bs[0] : at::block_diag(bs);
+    at::Tensor delta = at::linear(at::linear(xs, a) * g.adapter->config().scale(), b);
+    if (delta.scalar_type() != y.scalar_type()) delta = delta.to(y.scalar_type());
+    y = g.rows.defined() ? y.index_add(0, g.rows, delta) : y + delta;
+  }
+  return y;
+}
+
 LoraStack::LoraStack(std::vector<const LoraAdapter*> adapters, const std::vector<int64_t>& row_slots,
                      at::Device device)
     : adapters_(std::move(adapters)), device_(device) {

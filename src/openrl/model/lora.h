@@ -117,4 +117,12 @@ at::Tensor ApplyLinear(const at::Tensor& x, const at::Tensor& weight, const at::
 // another way, e.g. with fused inference weights).
 at::Tensor AddLora(at::Tensor y, const at::Tensor& x, const LoraBatch* lora, int64_t layer, LinearKind kind);
 
+// The same for projections that read the same x and whose outputs y holds side by side (q|k|v,
+// gate|up; or one projection): kinds in y's order, widths their output sizes. Per adapter, one
+// cast of x, one A matmul over the stacked A's, the scale on the rank-sized intermediate and one
+// B matmul through the block-diagonal of the B's; under autograd, their backward is as short.
+// With LoRA dropout in training, each projection draws its own mask, as in PEFT.
+at::Tensor AddLoraGroup(at::Tensor y, const at::Tensor& x, const LoraBatch* lora, int64_t layer,
+                        std::initializer_list<LinearKind> kinds, std::initializer_list<int64_t> widths);
+
 }  // namespace openrl::model

@@ -1,5 +1,7 @@
 #include "openrl/model/transformer.h"
 
+#include "openrl/model/attention.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <algorithm>
 #include <cmath>
@@ -8,6 +10,7 @@
 #include <c10/core/GradMode.h>
 
 #include "openrl/model/activation_checkpoint.h"
+#include "openrl/model/attention.h"
 #include "openrl/model/fused_head.h"
 
 namespace openrl::model {
@@ -251,8 +254,11 @@ bool Stacked(const LoraBatch* lora, const at::Tensor& x) {
 }  // namespace
 
 const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
-  if (c10::GradMode::is_enabled() || cfg_.attention_bias) return nullptr;
+  if (cfg_.attention_bias) return nullptr;
   const auto& L = layers_[i];
+  // Under autograd only while the layer is frozen (LoRA training): gradients flow to the input
+  // through the fused copies as they would through the separate weights.
+  if (c10::GradMode::is_enabled() && L.q.requires_grad()) return nullptr;
   std::vector<int64_t> versions;
   for (const at::Tensor* t : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) versions.push_back(t->_version());
   std::lock_guard<std::mutex> lock(inference_mu_);
@@ -297,16 +303,14 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
   if (const InferenceWeights* iw = Inference(i)) {
     int64_t qd = cfg_.num_attention_heads * hd, kd = cfg_.num_key_value_heads * hd;
     at::Tensor qkv = at::matmul(x, iw->qkv_t);
-    if (Stacked(lora, x)) {
-      qkv = lora->stack->Apply(qkv, x, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd});
-      q = qkv.narrow(-1, 0, qd);
-      k = qkv.narrow(-1, qd, kd);
-      v = qkv.narrow(-1, qd + kd, kd);
-    } else {
-      q = AddLora(qkv.narrow(-1, 0, qd), x, lora, i, LinearKind::kQ);
-      k = AddLora(qkv.narrow(-1, qd, kd), x, lora, i, LinearKind::kK);
-      v = AddLora(qkv.narrow(-1, qd + kd, kd), x, lora, i, LinearKind::kV);
-    }
+    qkv = Stacked(lora, x)
+              ? lora->stack->Apply(qkv, x, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd})
+              : AddLoraGroup(qkv, x, lora, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd});
+    // One split (its backward is one cat), not three narrows (three zero-filled gradients).
+    auto parts = qkv.split_with_sizes({qd, kd, kd}, -1);
+    q = parts[0];
+    k = parts[1];
+    v = parts[2];
   } else {
     q = ApplyLinear(x, L.q, L.q_bias, lora, i, LinearKind::kQ);
     k = ApplyLinear(x, L.k, L.k_bias, lora, i, LinearKind::kK);
@@ -343,16 +347,14 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
         mask.defined() ? mask : at::ones({T, k.size(2)}, q.options().dtype(at::kBool)).tril(k.size(2) - T);
     scores = scores.masked_fill(m.logical_not(), -INFINITY);
     out = at::matmul(at::softmax(scores, -1, at::kFloat).to(q.scalar_type()), vv);
-  } else if (mask.defined()) {
-    out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, scale, /*enable_gqa=*/true);
   } else {
-    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, true);
+    out = DotProductAttention(q, k, v, mask, scale);
   }
   out = out.transpose(1, 2).reshape({B, T, -1});
   if (const InferenceWeights* iw = Inference(i)) {
     at::Tensor y = at::matmul(out, iw->o_t);
     return Stacked(lora, out) ? lora->stack->Apply(y, out, i, {LinearKind::kO}, {cfg_.hidden_size})
-                              : AddLora(y, out, lora, i, LinearKind::kO);
+                              : AddLoraGroup(y, out, lora, i, {LinearKind::kO}, {cfg_.hidden_size});
   }
   return ApplyLinear(out, L.o, L.o_bias, lora, i, LinearKind::kO);
 }
@@ -364,14 +366,11 @@ at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lor
   if (iw) {
     at::Tensor gu = at::matmul(x, iw->gate_up_t);
     int64_t ff = cfg_.intermediate_size;
-    if (Stacked(lora, x)) {
-      gu = lora->stack->Apply(gu, x, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff});
-      g = gu.narrow(-1, 0, ff);
-      u = gu.narrow(-1, ff, ff);
-    } else {
-      g = AddLora(gu.narrow(-1, 0, ff), x, lora, i, LinearKind::kGate);
-      u = AddLora(gu.narrow(-1, ff, ff), x, lora, i, LinearKind::kUp);
-    }
+    gu = Stacked(lora, x) ? lora->stack->Apply(gu, x, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff})
+                          : AddLoraGroup(gu, x, lora, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff});
+    auto parts = gu.split_with_sizes({ff, ff}, -1);
+    g = parts[0];
+    u = parts[1];
   } else {
     g = ApplyLinear(x, L.gate, none, lora, i, LinearKind::kGate);
     u = ApplyLinear(x, L.up, none, lora, i, LinearKind::kUp);
@@ -383,7 +382,7 @@ at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lor
   if (iw) {
     at::Tensor y = at::matmul(h, iw->down_t);
     return Stacked(lora, h) ? lora->stack->Apply(y, h, i, {LinearKind::kDown}, {cfg_.hidden_size})
-                            : AddLora(y, h, lora, i, LinearKind::kDown);
+                            : AddLoraGroup(y, h, lora, i, {LinearKind::kDown}, {cfg_.hidden_size});
   }
   return ApplyLinear(h, L.down, none, lora, i, LinearKind::kDown);
 }
