@@ -173,16 +173,16 @@ Result<std::string> TinkerApi::Impl::ImmediateFuture(const ApiKey& key, const st
   return fut.id;
 }
 
-namespace {
-
-std::string Iso(const std::string& s) { return s; }
-
 Json StringMap(const Json& j) {
   Json out = Json::object();
   if (!j.is_object()) return out;
   for (auto& [k, v] : j.items()) out[k] = v.is_string() ? v.get<std::string>() : v.dump();
   return out;
 }
+
+namespace {
+
+std::string Iso(const std::string& s) { return s; }
 
 Json CheckpointJson(const engine::CheckpointInfo& c) {
   std::string tinker_path = c.TinkerPath();
@@ -191,7 +191,7 @@ Json CheckpointJson(const engine::CheckpointInfo& c) {
             {"time", Iso(c.created_at)},
             {"tinker_path", tinker_path},
             {"size_bytes", c.size_bytes},
-            {"public", false},
+            {"public", c.is_public},
             {"user_metadata", StringMap(c.user_metadata)}};
   j["expires_at"] = c.expires_at ? Json(*c.expires_at) : Json();
   return j;
@@ -253,8 +253,12 @@ void TinkerApi::Install(http::Router& r) {
                    {"credential_default_source", "api_key"},
                    {"parallel_fwdbwd_chunks", true},
                    {"proto_compress_fwdbwd", true},
-                   {"sample_use_retrieve_futures", false},
-                   {"create_model_via_load_weights", false}});
+                   // Served by tinker_api_account.cc: one long poll per sampling client for the
+                   // completions of all its requests; server-allocated ids for unpickled clients.
+                   {"sample_use_retrieve_futures", true},
+                   {"sample_join_sampling_session", true},
+                   {"create_model_via_load_weights", false},
+                   {"custom_loss_server_side", true}});  // tinker_api_custom_loss.cc
   }));
   r.Post("/api/v1/client/dynamic_config", im.Authed([](const http::Request&, const ApiKey&) {
     // Sample requests can be cancelled (POST /cancel_future): the SDK does when their future is
@@ -277,12 +281,16 @@ void TinkerApi::Install(http::Router& r) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
     std::string id = NewId("ses");
     std::string now = FormatIso8601Utc(SystemClock().Now());
+    auto text_or_null = [&](const char* field) {
+      return body.value(field, Json()).is_string() ? store::Value(body[field].get<std::string>()) : store::Value();
+    };
     Status s = self->db.Transaction([&](Tx& tx) -> Status {
       return tx
-          .Exec("INSERT INTO api_sessions (id, key_id, tags, user_metadata, sdk_version, created_at, last_heartbeat_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+          .Exec("INSERT INTO api_sessions (id, key_id, tags, user_metadata, sdk_version, created_at, last_heartbeat_at, "
+                "project_id, display_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 {id, key.id, body.value("tags", Json::array()).dump(), body.value("user_metadata", Json::object()).dump(),
-                 body.value("sdk_version", std::string()), now, now})
+                 body.value("sdk_version", std::string()), now, now, text_or_null("project_id"),
+                 text_or_null("display_name")})
           .status();
     });
     if (!s.ok()) return Problem(s, req);
@@ -292,11 +300,6 @@ void TinkerApi::Install(http::Router& r) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
     OPENRL_RETURN_RESPONSE_IF_ERROR(self->TouchSession(key, body.value("session_id", std::string())), req);
     return JsonOk({{"type", "session_heartbeat"}});
-  }));
-  // ServiceClient.close(): {"reason": {"type": "success"|"errored"|"interrupted"}, "detail"}.
-  r.Post("/api/v1/sessions/{id}/finish", im.Authed([self](const http::Request& req, const ApiKey& key) {
-    OPENRL_RETURN_RESPONSE_IF_ERROR(self->TouchSession(key, req.PathParam("id")), req);
-    return JsonOk(Json::object());
   }));
   r.Post("/api/v1/create_model", im.Authed([self](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
@@ -316,7 +319,12 @@ void TinkerApi::Install(http::Router& r) {
     auto run = self->scheduler.CreateRun(run_id, key.id, session, base, cfg,
                                          cfg.targets.count(model::LinearKind::kLmHead) > 0, seed,
                                          body.value("user_metadata", Json::object()));
-    if (!run.ok() && run.status().code() == ErrorCode::kAlreadyExists) run = self->OwnedRun(key, run_id);
+    if (run.ok()) {
+      self->Audit(key.id, "training_run_create",
+                  {{"model_id", run->id}, {"base_model", base}, {"lora_rank", cfg.rank}});
+    } else if (run.status().code() == ErrorCode::kAlreadyExists) {
+      run = self->OwnedRun(key, run_id);
+    }
     if (!run.ok()) return Problem(run.status(), req);
     auto fut = self->ImmediateFuture(key, "create_model", {{"model_id", run->id}, {"type", "create_model"}});
     if (!fut.ok()) return Problem(fut.status(), req);
@@ -343,8 +351,8 @@ void TinkerApi::Install(http::Router& r) {
   r.Post("/api/v1/weights_info", im.Authed([self](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
     std::string path = body.value("tinker_path", std::string());
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo c, self->scheduler.Checkpoint(path), req);
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, c.run_id), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo c, self->ReadableCheckpoint(key, path), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->scheduler.Run(c.run_id), req);
     return JsonOk({{"base_model", run.base_model},
                    {"is_lora", !run.full_finetune},
                    {"lora_rank", run.full_finetune ? Json() : Json(run.lora.rank)}});
@@ -412,7 +420,7 @@ void TinkerApi::Install(http::Router& r) {
     std::optional<Row> session;
     Json samplers = Json::array();
     Status s = self->db.Read([&](Tx& tx) -> Status {
-      OPENRL_ASSIGN_OR_RETURN(session, tx.QueryOne("SELECT user_metadata FROM api_sessions WHERE id = ? AND key_id = ?",
+      OPENRL_ASSIGN_OR_RETURN(session, tx.QueryOne("SELECT user_metadata, display_name FROM api_sessions WHERE id = ? AND key_id = ?",
                                                    {id, key.id}));
       if (!session) return NotFound("session '" + id + "' is unknown");
       OPENRL_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT id FROM sampling_sessions WHERE session_id = ? "
@@ -425,6 +433,7 @@ void TinkerApi::Install(http::Router& r) {
     });
     if (!s.ok()) return Problem(s, req);
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string meta_text, session->Text("user_metadata"), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::optional<std::string> display_name, session->OptionalText("display_name"), req);
     Json meta = Json::parse(meta_text, nullptr, /*allow_exceptions=*/false);
     Json runs = Json::array();
     for (const engine::RunInfo& run : self->scheduler.Runs(key.id))
@@ -432,7 +441,7 @@ void TinkerApi::Install(http::Router& r) {
     return JsonOk({{"training_run_ids", runs},
                    {"sampler_ids", samplers},
                    {"user_metadata", meta.is_object() ? StringMap(meta) : Json::object()},
-                   {"display_name", nullptr}});
+                   {"display_name", display_name ? Json(*display_name) : Json()}});
   }));
   r.Get("/api/v1/training_runs/{id}/checkpoints", list_checkpoints);
   r.Get("/api/v1/models/{id}/checkpoints", list_checkpoints);
@@ -441,6 +450,7 @@ void TinkerApi::Install(http::Router& r) {
              OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, req.PathParam("id")), req);
              std::string path = "tinker://" + run.id + "/" + req.PathParam("kind") + "/" + req.PathParam("name");
              OPENRL_RETURN_RESPONSE_IF_ERROR(self->scheduler.DeleteCheckpoint(path), req);
+             self->Audit(key.id, "checkpoint_delete", {{"tinker_path", path}, {"model_id", run.id}});
              return http::Response::Text(204, "");
            }));
   // The SDK's cancel of an abandoned sample request (its future cancelled or timed out): the
@@ -480,6 +490,8 @@ void TinkerApi::Install(http::Router& r) {
   });
   im.InstallTraining(r, self);
   im.InstallExport(r, self);
+  im.InstallAccount(r, self);
+  im.InstallCustomLoss(r, self);
 }
 
 }  // namespace openrl::api

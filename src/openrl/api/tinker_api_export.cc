@@ -38,16 +38,6 @@ std::string HttpDate(int64_t unix_seconds) {
   return buf;
 }
 
-// ttl_seconds of a request: absent/null → nullopt; otherwise 1 hour to 10 years.
-Result<std::optional<int64_t>> TtlField(const Json& body) {
-  if (!body.contains("ttl_seconds") || body["ttl_seconds"].is_null()) return std::optional<int64_t>();
-  const Json& v = body["ttl_seconds"];
-  if (!v.is_number_integer() || v.get<int64_t>() < kMinTtlSeconds || v.get<int64_t>() > kMaxTtlSeconds)
-    return InvalidArgument(
-        "field 'ttl_seconds' must be an integer from 3600 (1 hour) to 315360000 (10 years), got " + v.dump());
-  return std::optional<int64_t>(v.get<int64_t>());
-}
-
 Result<std::vector<crypto::AgeRecipient>> RecipientsField(const Json& body) {
   std::vector<crypto::AgeRecipient> out;
   if (!body.contains("age_encryption_recipients") || body["age_encryption_recipients"].is_null()) return out;
@@ -129,6 +119,15 @@ void StreamTar(const std::string& dir, const std::vector<std::string>& files, co
 
 }  // namespace
 
+Result<std::optional<int64_t>> TtlField(const Json& body) {
+  if (!body.contains("ttl_seconds") || body["ttl_seconds"].is_null()) return std::optional<int64_t>();
+  const Json& v = body["ttl_seconds"];
+  if (!v.is_number_integer() || v.get<int64_t>() < kMinTtlSeconds || v.get<int64_t>() > kMaxTtlSeconds)
+    return InvalidArgument(
+        "field 'ttl_seconds' must be an integer from 3600 (1 hour) to 315360000 (10 years), got " + v.dump());
+  return std::optional<int64_t>(v.get<int64_t>());
+}
+
 std::string TinkerApi::Impl::SignedUrl(const http::Request& req, const std::string& path,
                                        int64_t expires) const {
   std::string base = options.public_url;
@@ -190,8 +189,11 @@ void TinkerApi::Impl::InstallExport(http::Router& r, const std::shared_ptr<Impl>
     }
     work.ttl_seconds = *ttl;
     work.age_recipients = std::move(*recipients);
-    return self->SubmitRunWork(req, key, "save_weights_external", run.id, seq, work, [](engine::Output& out) {
+    return self->SubmitRunWork(req, key, "save_weights_external", run.id, seq, work,
+                               [self, key_id = key.id, run](engine::Output& out) {
       auto& o = std::get<engine::SaveOutput>(out);
+      self->Audit(key_id, "checkpoint_create", {{"tinker_path", o.path}, {"model_id", run.id}});
+      self->CountUsage(key_id, "checkpoint", run, 1);
       Json j = {{"type", "save_weights_external"}, {"path", o.path}, {"size_bytes", o.size_bytes}};
       return std::pair<std::string, std::string>{j.dump(), "json"};
     });

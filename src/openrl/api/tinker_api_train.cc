@@ -98,6 +98,12 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
         return Problem(s, req);
       };
       if (!decoded.ok()) return refuse(decoded);
+      if (!call.custom_loss_id.empty()) {  // loss_fn "custom": the loss create_custom_loss stored
+        Result<std::shared_ptr<const engine::CustomLoss>> loss =
+            self->CustomLossFor(key, run, call.custom_loss_id);
+        if (!loss.ok()) return refuse(loss.status());
+        call.work.loss.custom = *loss;
+      }
       Result<engine::BaseModelInfo> base = self->scheduler.BaseModel(run.base_model);
       if (!base.ok()) return refuse(base.status());
       Status checked = CheckForwardBackward(call.work, *base);
@@ -105,8 +111,10 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       Status charged = self->keys.ChargeTokens(key, Tokens(call.work));
       if (!charged.ok()) return refuse(charged);
       std::string kind = call.work.forward_only ? "forward" : "forward_backward";
+      int64_t tokens = Tokens(call.work);
       return self->SubmitRunWork(req, key, kind, run.id, call.seq_id, std::move(call.work),
-                                 [](engine::Output& out) -> std::pair<std::string, std::string> {
+                                 [self, key_id = key.id, run, tokens](engine::Output& out) -> std::pair<std::string, std::string> {
+                                   self->CountUsage(key_id, "training", run, tokens);
                                    // Protobuf, the only form SDKs from 0.25 on decode.
                                    return {EncodeForwardBackwardProto(std::get<engine::ForwardBackwardOutput>(out)),
                                            "proto"};
@@ -173,8 +181,12 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
         return Problem(s, req);
       }
       std::string type = sampler ? "save_weights_for_sampler" : "save_weights";
-      return self->SubmitRunWork(req, key, type, run.id, seq, work, [type](engine::Output& out) {
+      return self->SubmitRunWork(req, key, type, run.id, seq, work, [self, key_id = key.id, run, type](engine::Output& out) {
         auto& o = std::get<engine::SaveOutput>(out);
+        if (!o.path.empty()) {  // a checkpoint was written (not an in-memory sampler snapshot)
+          self->Audit(key_id, "checkpoint_create", {{"tinker_path", o.path}, {"model_id", run.id}});
+          self->CountUsage(key_id, "checkpoint", run, 1);
+        }
         Json j = {{"type", type}};
         j["path"] = o.path.empty() ? Json() : Json(o.path);
         if (!o.sampling_session_id.empty()) j["sampling_session_id"] = o.sampling_session_id;
@@ -190,8 +202,8 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
     if (!body.value("model_id", Json()).is_string()) {
       // create_training_client_from_state*: a new run, configured like the checkpoint's, then loaded.
       OPENRL_RETURN_RESPONSE_IF_ERROR(self->CheckSession(key, body.value("session_id", std::string())), req);
-      OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo src, self->scheduler.Checkpoint(body.value("path", std::string())), req);
-      OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo from, self->OwnedRun(key, src.run_id), req);
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::CheckpointInfo src, self->ReadableCheckpoint(key, body.value("path", std::string())), req);
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo from, self->scheduler.Run(src.run_id), req);
       if (src.kind != "training")
         return Problem(InvalidArgument("a training client is created from a training checkpoint "
                                        "(tinker://<id>/weights/<name>), got " + src.TinkerPath()), req);
@@ -200,6 +212,9 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       auto created = self->scheduler.CreateRun(run_id, key.id, body.value("session_id", std::string()), base, from.lora,
                                                from.train_unembed, 0, body.value("user_metadata", from.user_metadata));
       if (!created.ok() && created.status().code() != ErrorCode::kAlreadyExists) return Problem(created.status(), req);
+      if (created.ok())
+        self->Audit(key.id, "training_run_create",
+                    {{"model_id", run_id}, {"base_model", base}, {"from_checkpoint", src.TinkerPath()}});
       body["model_id"] = run_id;
     }
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, body.value("model_id", std::string())), req);
@@ -207,20 +222,20 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
     engine::LoadWork work;
     work.path = body.value("path", std::string());
     work.with_optimizer = body.value("optimizer", false);
-    Status s = Status::Ok();
-    Result<engine::CheckpointInfo> ckpt = self->scheduler.Checkpoint(work.path);
+    Result<engine::CheckpointInfo> ckpt = self->ReadableCheckpoint(key, work.path);
     if (!ckpt.ok()) {
-      s = ckpt.status().code() == ErrorCode::kNotFound ? InvalidArgument(ckpt.status().message()) : ckpt.status();
-    } else if (!self->OwnedRun(key, ckpt->run_id).ok()) {
-      s = InvalidArgument("checkpoint " + work.path + " does not exist (or has expired)");
-    }
-    if (!s.ok()) {
       self->scheduler.Skip(run.id, seq);
-      return Problem(s, req);
+      Status s = ckpt.status();
+      return Problem(s.code() == ErrorCode::kNotFound ? InvalidArgument(s.message()) : s, req);
     }
     std::string model_id = run.id;
-    return self->SubmitRunWork(req, key, "load_weights", run.id, seq, work, [model_id](engine::Output& out) {
+    Result<engine::RunInfo> owner = self->scheduler.Run(ckpt->run_id);
+    std::string owner_key = owner.ok() ? owner->key_id : "";
+    return self->SubmitRunWork(req, key, "load_weights", run.id, seq, work,
+                               [self, key_id = key.id, owner_key, model_id](engine::Output& out) {
       auto& o = std::get<engine::LoadOutput>(out);
+      self->Audit(key_id, "checkpoint_read", {{"tinker_path", o.path}, {"model_id", model_id}, {"purpose", "load_state"}},
+                  owner_key);
       return std::pair<std::string, std::string>{
           Json{{"path", o.path}, {"model_id", model_id}, {"type", "load_weights"}}.dump(), "json"};
     });
@@ -229,11 +244,16 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
   auto session_for = [self](const ApiKey& key, const Json& body) -> Result<engine::SamplingSessionInfo> {
     std::string model_path = body.value("model_path", Json()).is_string() ? body["model_path"].get<std::string>() : "";
     std::string base = body.value("base_model", Json()).is_string() ? body["base_model"].get<std::string>() : "";
-    if (!model_path.empty()) {
-      OPENRL_ASSIGN_OR_RETURN(engine::TinkerPath p, engine::ParseTinkerPath(model_path));
-      OPENRL_RETURN_IF_ERROR(self->OwnedRun(key, p.run_id).status());
-    }
-    return self->scheduler.CreateSamplingSession(body.value("session_id", std::string()), base, model_path);
+    if (model_path.empty())
+      return self->scheduler.CreateSamplingSession(body.value("session_id", std::string()), base, model_path);
+    OPENRL_ASSIGN_OR_RETURN(engine::CheckpointInfo c, self->ReadableCheckpoint(key, model_path));
+    OPENRL_ASSIGN_OR_RETURN(engine::RunInfo owner, self->scheduler.Run(c.run_id));
+    OPENRL_ASSIGN_OR_RETURN(engine::SamplingSessionInfo s,
+                            self->scheduler.CreateSamplingSession(body.value("session_id", std::string()), base, model_path));
+    self->Audit(key.id, "checkpoint_read",
+                {{"tinker_path", model_path}, {"model_id", c.run_id}, {"purpose", "sampling"}, {"sampler_id", s.id}},
+                owner.key_id);
+    return s;
   };
   r.Post("/api/v1/create_sampling_session", self->Authed([self, session_for](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
@@ -295,17 +315,24 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       return Problem(fut.status(), req);
     }
     int64_t n = work.num_samples;
+    int64_t prefill = static_cast<int64_t>(work.prompt.size()) * work.num_samples;  // each sample's row is prefilled
     work.cancel_id = fut->id;
     Status s = self->scheduler.SubmitSample(
-        std::move(work), self->Completion(fut->id, key.id, [](engine::Output& out) {
+        std::move(work),
+        self->Completion(fut->id, key.id, [self, key_id = key.id, session, prefill](engine::Output& out) {
+          auto& o = std::get<engine::SampleOutput>(out);
+          int64_t sampled = 0;
+          for (const auto& seq : o.sequences) sampled += static_cast<int64_t>(seq.tokens.size());
+          self->CountSampleUsage(key_id, session.id, session.base_model, prefill, sampled);
           // Results are protobuf, the only form SDKs from 0.25 on decode.
-          return std::pair<std::string, std::string>{EncodeSampleProto(std::get<engine::SampleOutput>(out)), "proto"};
+          return std::pair<std::string, std::string>{EncodeSampleProto(o), "proto"};
         }));
     if (!s.ok()) {
       self->keys.ReleaseSlot(key.id);
       self->futures.Fail(fut->id, s.message(), ErrorCategory(s));
       return Problem(s, req);
     }
+    self->TrackSample(fut->id, session.id, body.value("seq_id", Json()).is_number_integer() ? body["seq_id"].get<int64_t>() : 0);
     Json ids = Json::array();
     for (int64_t i = 0; i < n; ++i) ids.push_back(fut->id + "-" + std::to_string(i));
     return JsonOk({{"request_id", fut->id}, {"sample_sequence_ids", ids}});

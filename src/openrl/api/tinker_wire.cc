@@ -105,14 +105,36 @@ Result<std::map<std::string, double>> NumberConfig(const std::map<std::string, d
   return numbers;
 }
 
-Result<engine::ForwardBackwardWork> MakeWork(std::string loss_fn, std::map<std::string, double> config,
-                                             std::vector<engine::TrainDatum> data, bool forward_only) {
+// A custom loss (SDK 0.38's create_custom_loss) is named by its one text setting, loss_id.
+Result<std::string> CustomLossId(const std::map<std::string, double>& numbers,
+                                 const std::map<std::string, std::string>& texts) {
+  const char* takes = " is not a setting of the custom loss (it takes loss_id)";
+  if (!numbers.empty()) return InvalidArgument("loss_fn_config." + numbers.begin()->first + takes);
+  for (const auto& [k, v] : texts)
+    if (k != "loss_id") return InvalidArgument("loss_fn_config." + k + takes);
+  auto it = texts.find("loss_id");
+  if (it == texts.end() || it->second.empty())
+    return InvalidArgument(
+        "loss_fn 'custom' needs loss_fn_config.loss_id, the id create_custom_loss returned");
+  return it->second;
+}
+
+Status MakeWork(std::string loss_fn, const std::map<std::string, double>& numbers,
+                const std::map<std::string, std::string>& texts, std::vector<engine::TrainDatum> data,
+                bool forward_only, ForwardBackwardCall& call) {
   engine::ForwardBackwardWork work;
-  OPENRL_ASSIGN_OR_RETURN(work.loss, engine::LossSpec::Make(std::move(loss_fn), config));
+  if (loss_fn == "custom") {
+    OPENRL_ASSIGN_OR_RETURN(call.custom_loss_id, CustomLossId(numbers, texts));
+    work.loss.name = "custom";
+  } else {
+    OPENRL_ASSIGN_OR_RETURN(auto config, NumberConfig(numbers, texts));
+    OPENRL_ASSIGN_OR_RETURN(work.loss, engine::LossSpec::Make(std::move(loss_fn), config));
+  }
   if (data.empty()) return InvalidArgument("forward_backward: data is empty");
   work.data = std::move(data);
   work.forward_only = forward_only;
-  return work;
+  call.work = std::move(work);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -124,6 +146,7 @@ Status DecodeForwardBackwardProto(const std::string& body, ForwardBackwardCall& 
   call.model_id = req.model_id();
   call.seq_id = req.seq_id();
   if (call.model_id.empty()) return InvalidArgument("forward_backward: model_id is missing");
+  const bool custom = req.loss_fn() == "custom";
   std::vector<engine::TrainDatum> data;
   for (int i = 0; i < req.data_size(); ++i) {
     const pb::Datum& d = req.data(i);
@@ -140,7 +163,9 @@ Status DecodeForwardBackwardProto(const std::string& body, ForwardBackwardCall& 
     }
     for (const auto& [name, tensor] : d.loss_fn_inputs()) {
       OPENRL_ASSIGN_OR_RETURN(at::Tensor t, TensorFromProto(tensor, Field(where, name)));
-      OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
+      if (!custom || name == "target_tokens") {  // a custom loss declares its inputs' ranks itself
+        OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
+      }
       td.loss_inputs[name] = t;
     }
     OPENRL_RETURN_IF_ERROR(CheckDatum(td, where));
@@ -159,9 +184,7 @@ Status DecodeForwardBackwardProto(const std::string& body, ForwardBackwardCall& 
   } else {
     for (const auto& [k, v] : req.loss_fn_config()) numbers[k] = v;
   }
-  OPENRL_ASSIGN_OR_RETURN(auto config, NumberConfig(numbers, texts));
-  OPENRL_ASSIGN_OR_RETURN(call.work, MakeWork(req.loss_fn(), config, std::move(data), req.forward_only()));
-  return Status::Ok();
+  return MakeWork(req.loss_fn(), numbers, texts, std::move(data), req.forward_only(), call);
 }
 
 Result<std::vector<int32_t>> DecodeModelInput(const Json& j, const std::string& where) {
@@ -239,6 +262,7 @@ Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call) {
   if (!body.contains(key) || !body[key].is_object()) return InvalidArgument(std::string("field '") + key + "' is missing");
   const Json& in = body[key];
   if (!in.contains("loss_fn") || !in["loss_fn"].is_string()) return InvalidArgument(std::string(key) + ".loss_fn is missing");
+  const bool custom = in["loss_fn"] == "custom";
   std::map<std::string, double> numbers;
   std::map<std::string, std::string> texts;
   if (in.contains("loss_fn_config") && in["loss_fn_config"].is_object()) {
@@ -246,7 +270,7 @@ Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call) {
       if (v.is_number()) {
         numbers[k] = v.get<double>();
       } else {
-        texts[k] = v.dump();
+        texts[k] = v.is_string() ? v.get<std::string>() : v.dump();
       }
     }
   }
@@ -261,17 +285,17 @@ Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call) {
       return InvalidArgument(where + ".loss_fn_inputs must be an object");
     for (auto& [name, v] : d["loss_fn_inputs"].items()) {
       OPENRL_ASSIGN_OR_RETURN(at::Tensor t, TensorFromJson(v, Field(where, name)));
-      OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
+      if (!custom || name == "target_tokens") {  // a custom loss declares its inputs' ranks itself
+        OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
+      }
       if (name == "target_tokens") t = t.to(at::kLong);
       td.loss_inputs[name] = t;
     }
     OPENRL_RETURN_IF_ERROR(CheckDatum(td, where));
     data.push_back(std::move(td));
   }
-  OPENRL_ASSIGN_OR_RETURN(auto config, NumberConfig(numbers, texts));
   bool forward_only = in.contains("forward_only") && in["forward_only"].is_boolean() && in["forward_only"].get<bool>();
-  OPENRL_ASSIGN_OR_RETURN(call.work, MakeWork(in["loss_fn"].get<std::string>(), config, std::move(data), forward_only));
-  return Status::Ok();
+  return MakeWork(in["loss_fn"].get<std::string>(), numbers, texts, std::move(data), forward_only, call);
 }
 
 namespace {

@@ -16,6 +16,8 @@ struct ForwardBackwardCall {
   std::string model_id;
   int64_t seq_id = 0;
   engine::ForwardBackwardWork work;
+  // loss_fn "custom": loss_fn_config.loss_id, for the caller to resolve into work.loss.custom.
+  std::string custom_loss_id;
 };
 
 // protobuf tinker_public.ForwardBackwardRequest (already decompressed). `call.model_id` and

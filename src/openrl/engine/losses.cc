@@ -141,18 +141,35 @@ at::Tensor LossTerms(const LossSpec& spec, const at::Tensor& lp,
   return -at::minimum(ratio * adv, clipped * adv);
 }
 
+Result<DatumLoss> ComputeCustomLoss(const LossSpec& spec, const at::Tensor& logprobs,
+                                    const std::map<std::string, at::Tensor>& inputs, int64_t datum_index) {
+  if (spec.custom == nullptr)
+    return Internal("data[" + std::to_string(datum_index) +
+                    "]: the custom loss named by loss_id was not loaded");
+  OPENRL_ASSIGN_OR_RETURN(CustomLossResult r, spec.custom->Evaluate(logprobs, inputs, datum_index));
+  DatumLoss out;
+  out.loss = r.loss.to(at::kFloat);
+  out.metrics = std::move(r.metrics);
+  return out;
+}
+
 }  // namespace
 
 Result<LossSpec> LossSpec::Make(std::string name, const std::map<std::string, double>& config) {
   const LossInfo* info = FindLoss(name);
   if (info == nullptr) {
-    if (name == "gspo" || name == "stable_reinforce" || name == "custom")
+    if (name == "gspo" || name == "stable_reinforce")
       return Unimplemented("loss_fn '" + name + "' is a Tinker loss OpenRL does not offer yet");
+    if (name == "custom")
+      return InvalidArgument(
+          "loss_fn 'custom' runs a loss made with ServiceClient.create_custom_loss; it needs "
+          "loss_fn_config.loss_id");
     std::vector<std::string> known;
     for (const auto& l : BuiltinLosses()) known.push_back(l.name);
     return InvalidArgument("unknown loss_fn '" + name + "'; the built-in losses are " + Join(known));
   }
-  LossSpec spec{std::move(name), {}};
+  LossSpec spec;
+  spec.name = std::move(name);
   for (const auto& [key, value] : config) {
     bool known = false;
     for (const auto& k : info->config) known = known || k.name == key;
@@ -186,6 +203,7 @@ std::vector<std::string> LossSpec::OptionalInputs() const {
 Result<DatumLoss> ComputeDatumLoss(const LossSpec& spec, const at::Tensor& logprobs,
                                    const std::map<std::string, at::Tensor>& inputs, int64_t datum_index) {
   const std::string where = "data[" + std::to_string(datum_index) + "]";
+  if (spec.name == "custom") return ComputeCustomLoss(spec, logprobs, inputs, datum_index);
   const LossInfo* info = FindLoss(spec.name);
   if (info == nullptr) return InvalidArgument(where + ": unknown loss_fn '" + spec.name + "'");
   if (!logprobs.defined() || logprobs.dim() != 1 || !logprobs.is_floating_point())

@@ -14,17 +14,22 @@
 // satisfy 0 ≤ clip_low_threshold ≤ 1 ≤ clip_high_threshold (an ε passed by mistake is refused).
 // "weights" on the RL losses is an OpenRL extension (Tinker documents it for cross_entropy and its
 // server refuses it for dro): it masks tokens, dro's penalty included.
+//
+// "custom" is a loss created with the SDK's ServiceClient.create_custom_loss (custom_loss.h): its
+// graph runs on each datum's logprobs and the inputs it declares, and it adds its own metrics.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "openrl/core/status.h"
+#include "openrl/engine/custom_loss.h"
 
 namespace openrl::engine {
 
@@ -32,10 +37,11 @@ namespace openrl::engine {
 struct LossSpec {
   std::string name;                      // cross_entropy | importance_sampling | ppo | cispo | dro
   std::map<std::string, double> config;  // loss_fn_config with defaults filled in
+  std::shared_ptr<const CustomLoss> custom;  // name "custom": the loss the request names by loss_id
 
   // Checks the name and the config's keys and values (an unknown key or an out-of-range value is
   // INVALID_ARGUMENT naming the key) and fills in defaults. Tinker losses OpenRL lacks (gspo,
-  // stable_reinforce, custom) are UNIMPLEMENTED.
+  // stable_reinforce) are UNIMPLEMENTED; "custom" is made by its caller with the CustomLoss set.
   static Result<LossSpec> Make(std::string name, const std::map<std::string, double>& config);
 
   // The loss_fn_inputs this loss requires / also accepts, besides target_tokens (the caller's).
@@ -48,10 +54,14 @@ struct DatumLoss {
   // Per-token outputs besides "logprobs" (which the caller has): "elementwise_loss", the (T,)
   // terms whose sum is `loss`. Detached fp32, on the logprobs' device.
   std::vector<std::pair<std::string, at::Tensor>> outputs;
+  // A custom loss's metrics for this datum, "custom/<name>:sum|mean"; callers sum them over the
+  // datums of a request and divide the ":mean" ones by their number.
+  std::vector<std::pair<std::string, double>> metrics;
 };
 
 // logprobs: (T,) current-policy log p(target_tokens[t]); may require grad.
-// inputs: the datum's loss_fn_inputs (a "target_tokens" entry is ignored), each (T,) floating.
+// inputs: the datum's loss_fn_inputs (a "target_tokens" entry is ignored), each (T,) floating
+// (a custom loss takes the ranks and dtypes it declared, and ignores inputs it does not read).
 // Errors name the datum and field, e.g. "data[3].loss_fn_inputs.advantages has shape [5], expected
 // [7]": missing or unknown inputs, wrong shapes or dtypes, non-finite values.
 Result<DatumLoss> ComputeDatumLoss(const LossSpec& spec, const at::Tensor& logprobs,

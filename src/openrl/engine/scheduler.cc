@@ -207,6 +207,8 @@ Result<RunInfo> RunInfoFromRow(const Row& row) {
   OPENRL_ASSIGN_OR_RETURN(std::string meta, row.Text("user_metadata"));
   OPENRL_ASSIGN_OR_RETURN(r.created_at, row.Text("created_at"));
   OPENRL_ASSIGN_OR_RETURN(r.last_request_at, row.Text("last_request_at"));
+  OPENRL_ASSIGN_OR_RETURN(std::string state, row.Text("state"));
+  r.frozen = state == "frozen";
   Json lj = Json::parse(lora, nullptr, false);
   if (lj.is_discarded()) return DataLoss("training run " + r.id + ": lora_config is not JSON");
   if (lj.value("openrl_full_finetune", false)) {
@@ -328,6 +330,39 @@ Result<RunInfo> Scheduler::CreateRun(const std::string& run_id, const std::strin
   return info;
 }
 
+Result<RunInfo> Scheduler::CreateFrozenRun(const std::string& run_id, const std::string& key_id,
+                                           const std::string& session_id, const RunInfo& like) {
+  auto run = std::make_unique<RunState>();
+  RunInfo& info = run->info;
+  info.id = run_id;
+  info.key_id = key_id;
+  info.session_id = session_id;
+  info.base_model = like.base_model;
+  info.lora = like.lora;
+  info.train_unembed = like.train_unembed;
+  info.full_finetune = like.full_finetune;
+  info.frozen = true;
+  info.created_at = info.last_request_at = NowIso();
+  std::string lora_json = like.full_finetune ? Json{{"openrl_full_finetune", true}}.dump()
+                                             : model::LoraConfigToPeft(like.lora, like.base_model).dump();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->runs.count(run_id)) return AlreadyExists("model_id '" + run_id + "' already exists");
+  }
+  OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
+    return tx
+        .Exec("INSERT INTO training_runs (id, session_id, key_id, base_model, lora_rank, lora_config, user_metadata, "
+              "state, created_at, last_request_at) VALUES (?, ?, ?, ?, ?, ?, '{}', 'frozen', ?, ?)",
+              {run_id, session_id, key_id, info.base_model, info.lora.rank, lora_json, info.created_at,
+               info.last_request_at})
+        .status();
+  }));
+  RunInfo out = info;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->runs[run_id] = std::move(run);
+  return out;
+}
+
 Result<RunInfo> Scheduler::Run(const std::string& run_id) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto it = impl_->runs.find(run_id);
@@ -357,6 +392,9 @@ Status Scheduler::Submit(const std::string& run_id, int64_t seq_id, Work work, D
     auto it = impl_->runs.find(run_id);
     if (it == impl_->runs.end()) return NotFound("model_id '" + run_id + "' is not a training run of this server");
     RunState& run = *it->second;
+    if (run.info.frozen)  // INVALID_ARGUMENT (400): the SDK would retry a 409 for minutes
+      return InvalidArgument("model " + run_id + " holds weights copied with copy_weights and cannot be trained, "
+                             "saved or loaded into; create a training client from its checkpoint instead");
     if (impl_->queued >= impl_->options.max_queued_items)
       return ResourceExhausted("the engine queue is full (" + std::to_string(impl_->queued) + " requests)");
     if (seq_id <= 0) {

@@ -134,6 +134,7 @@ struct RunInfo {
   bool live = false;  // false: its in-memory state was lost (restart) until a load_state
   bool offloaded = false;  // its state is on disk (memory budget) and comes back when it is used
   bool full_finetune = false;  // LoRA rank 0: trains a private copy of every base weight
+  bool frozen = false;  // holds weights copied by copy_weights only: accepts no work
   Json user_metadata = Json::object();
   std::string created_at, last_request_at;
 };
@@ -150,6 +151,7 @@ struct CheckpointInfo {
   std::optional<std::string> expires_at;
   int64_t size_bytes = 0;
   Json user_metadata = Json::object();
+  bool is_public = false;  // published: readable by every API key (the API layer decides what that allows)
   std::string TinkerPath() const;  // tinker://run/weights/name
   // The checkpoint's files, relative to `path`, sorted (an export's files are what a download fetches).
   Result<std::vector<std::string>> Files() const;
@@ -185,6 +187,10 @@ class Scheduler {
   Result<RunInfo> CreateRun(const std::string& run_id, const std::string& key_id, const std::string& session_id,
                             const std::string& base_model, const model::LoraConfig& lora, bool train_unembed,
                             uint64_t seed, const Json& user_metadata);
+  // copy_weights: a run that only holds copied checkpoints and accepts no work, shaped like `like`
+  // (its base model and LoRA configuration). ALREADY_EXISTS when the id is taken.
+  Result<RunInfo> CreateFrozenRun(const std::string& run_id, const std::string& key_id,
+                                  const std::string& session_id, const RunInfo& like);
   Result<RunInfo> Run(const std::string& run_id);
   std::vector<RunInfo> Runs(const std::optional<std::string>& key_id);
 
@@ -211,6 +217,12 @@ class Scheduler {
   Status DeleteCheckpoint(const std::string& tinker_path);
   // Sets the checkpoint to expire `ttl_seconds` from now, or never (nullopt).
   Status SetCheckpointTtl(const std::string& tinker_path, std::optional<int64_t> ttl_seconds);
+  Status SetCheckpointPublic(const std::string& tinker_path, bool is_public);
+  // Copies checkpoint `source_path` into run `dest_run_id` (same kind and name, private, expiring
+  // `ttl_seconds` from now or never). The copy shares the source's files (hard links; a byte copy
+  // only where the filesystem cannot link), and either can be deleted without touching the other.
+  Result<CheckpointInfo> CopyCheckpoint(const std::string& source_path, const std::string& dest_run_id,
+                                        std::optional<int64_t> ttl_seconds);
   Result<int64_t> SweepExpiredCheckpoints();
 
   // Engine occupancy since start: busy seconds and wall seconds (for the packing bench).

@@ -83,6 +83,8 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
     for (auto& [name, t] : dl->outputs) fields.emplace_back(name, t.to(at::kCPU));
     out.outputs[rows[r].datum] = std::move(fields);
     out.metrics["loss:sum"] += dl->loss.item<double>();
+    // A custom loss's own metrics, summed over datums (":mean" ones are divided once the request is done).
+    for (const auto& [key, value] : dl->metrics) out.metrics[key] += value;
     if (train) losses.push_back(dl->loss);
   }
   if (train && !losses.empty()) {
@@ -146,6 +148,9 @@ void Scheduler::Impl::RunForwardBackward(std::vector<std::pair<RunState*, Queued
     if (!errors[i].ok()) {
       batch[i].second->done(errors[i]);
     } else {
+      const size_t datums = std::get<ForwardBackwardWork>(batch[i].second->work).data.size();
+      for (auto& [key, value] : outs[i].metrics)
+        if (key.ends_with(":mean")) value /= static_cast<double>(datums);
       batch[i].second->done(Output(std::move(outs[i])));
     }
   }
@@ -202,6 +207,8 @@ Result<CheckpointInfo> CheckpointFromRow(const Row& row) {
   OPENRL_ASSIGN_OR_RETURN(c.created_at, row.Text("created_at"));
   OPENRL_ASSIGN_OR_RETURN(c.expires_at, row.OptionalText("expires_at"));
   OPENRL_ASSIGN_OR_RETURN(std::string meta, row.Text("user_metadata"));
+  OPENRL_ASSIGN_OR_RETURN(int64_t is_public, row.Int64("public"));
+  c.is_public = is_public != 0;
   c.user_metadata = Json::parse(meta, nullptr, false);
   if (c.user_metadata.is_discarded()) c.user_metadata = Json::object();
   return c;
@@ -289,12 +296,13 @@ Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
   std::optional<std::string> expires;
   if (work.ttl_seconds && *work.ttl_seconds > 0)
     expires = FormatIso8601Utc(SystemClock().Now() + std::chrono::seconds(*work.ttl_seconds));
+  // Overwriting a published checkpoint makes it private: its new weights are not what was published.
   OPENRL_RETURN_IF_ERROR(db.Transaction([&](Tx& tx) -> Status {
     return tx
         .Exec("INSERT INTO checkpoints (run_id, kind, name, path, size_bytes, created_at, expires_at, user_metadata) "
               "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, kind, name) DO UPDATE SET path = excluded.path, "
               "size_bytes = excluded.size_bytes, created_at = excluded.created_at, expires_at = excluded.expires_at, "
-              "user_metadata = excluded.user_metadata",
+              "user_metadata = excluded.user_metadata, public = 0",
               {run.info.id, kind, name, dir, TreeSize(dir), NowIso(),
                expires ? store::Value(*expires) : store::Value(), work.user_metadata.dump()})
         .status();
@@ -517,6 +525,60 @@ Status Scheduler::SetCheckpointTtl(const std::string& tinker_path, std::optional
                    {expires, c.run_id, c.kind, c.name})
         .status();
   });
+}
+
+Status Scheduler::SetCheckpointPublic(const std::string& tinker_path, bool is_public) {
+  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo c, Checkpoint(tinker_path));
+  return impl_->db.Transaction([&](Tx& tx) -> Status {
+    return tx.Exec("UPDATE checkpoints SET public = ? WHERE run_id = ? AND kind = ? AND name = ?",
+                   {is_public ? 1 : 0, c.run_id, c.kind, c.name})
+        .status();
+  });
+}
+
+Result<CheckpointInfo> Scheduler::CopyCheckpoint(const std::string& source_path, const std::string& dest_run_id,
+                                                 std::optional<int64_t> ttl_seconds) {
+  OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(source_path));
+  OPENRL_ASSIGN_OR_RETURN(CheckpointInfo src, FindCheckpoint(impl_->db, p));
+  OPENRL_ASSIGN_OR_RETURN(std::vector<std::string> files, src.Files());
+  std::string segment = CheckpointKindSegment(p.kind);
+  OPENRL_ASSIGN_OR_RETURN(TinkerPath dest, ParseTinkerPath("tinker://" + dest_run_id + "/" + segment + "/" + src.name));
+  std::string dir = impl_->options.data_dir + "/checkpoints/" + dest_run_id + "/" + segment + "/" + src.name;
+  if (stdfs::exists(dir)) return AlreadyExists("checkpoint tinker://" + dest_run_id + "/" + segment + "/" + src.name + " already exists");
+  std::string tmp = dir + ".partial-" + NewId("c");
+  auto fail = [&](const std::string& why) {
+    std::error_code ec;
+    stdfs::remove_all(tmp, ec);
+    return Internal("copying " + source_path + " into " + dir + ": " + why);
+  };
+  for (const std::string& f : files) {
+    stdfs::path to = stdfs::path(tmp) / f;
+    std::error_code ec;
+    stdfs::create_directories(to.parent_path(), ec);
+    if (!ec) stdfs::create_hard_link(stdfs::path(src.path) / f, to, ec);
+    if (ec) {  // another filesystem, or links not allowed: copy the bytes
+      ec.clear();
+      stdfs::copy_file(stdfs::path(src.path) / f, to, ec);
+    }
+    if (ec) return fail(f + ": " + ec.message());
+  }
+  if (files.empty()) OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(tmp));
+  Status synced = SyncTree(tmp);
+  if (!synced.ok()) return fail(synced.message());
+  std::error_code ec;
+  stdfs::rename(tmp, dir, ec);
+  if (ec) return fail(ec.message());
+  (void)SyncTree(stdfs::path(dir).parent_path().string());
+  store::Value expires;
+  if (ttl_seconds) expires = FormatIso8601Utc(SystemClock().Now() + std::chrono::seconds(*ttl_seconds));
+  OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
+    return tx
+        .Exec("INSERT INTO checkpoints (run_id, kind, name, path, size_bytes, created_at, expires_at, user_metadata) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+              {dest_run_id, src.kind, src.name, dir, src.size_bytes, NowIso(), expires, src.user_metadata.dump()})
+        .status();
+  }));
+  return FindCheckpoint(impl_->db, dest);
 }
 
 Status Scheduler::DeleteCheckpoint(const std::string& tinker_path) {

@@ -90,6 +90,72 @@ constexpr Migration kMigrations[] = {
         created_at TEXT NOT NULL
       );
     )sql"},
+    {3, "tinker_account", R"sql(
+      -- Publishing (other keys may read a public checkpoint), sessions' projects, names and finish
+      -- reasons, clones of a sampling session (join_sampling_session).
+      ALTER TABLE checkpoints ADD COLUMN public INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE api_sessions ADD COLUMN project_id TEXT;
+      ALTER TABLE api_sessions ADD COLUMN display_name TEXT;
+      ALTER TABLE api_sessions ADD COLUMN finish_reason TEXT;
+      ALTER TABLE sampling_sessions ADD COLUMN clients INTEGER NOT NULL DEFAULT 0;
+      -- What each key did (and what others did with its published checkpoints), in order.
+      CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key_id TEXT NOT NULL,
+        owner_key_id TEXT,
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        category TEXT NOT NULL,
+        details TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_key ON audit_log (key_id, at);
+      CREATE INDEX audit_log_owner ON audit_log (owner_key_id, at);
+      -- Work the engine completed, per key and UTC hour.
+      CREATE TABLE usage_hours (
+        key_id TEXT NOT NULL,
+        bucket_start TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        base_model TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        PRIMARY KEY (key_id, bucket_start, kind, base_model, session_id)
+      );
+      -- Sample requests by sampling session and clone, for retrieve_futures; `cursor` is set once
+      -- a poll has reported the request finished.
+      CREATE TABLE sample_requests (
+        future_id TEXT PRIMARY KEY,
+        sampling_session_id TEXT NOT NULL,
+        clone_id INTEGER NOT NULL,
+        cursor INTEGER,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX sample_requests_target ON sample_requests (sampling_session_id, clone_id, cursor);
+      -- Responses of requests made idempotent by X-Idempotency-Key (copy_weights).
+      CREATE TABLE idempotent_requests (
+        key_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (key_id, idempotency_key)
+      );
+    )sql"},
+    {4, "custom_losses", R"sql(
+      -- Custom losses made by create_custom_loss (SDK 0.38): the validated graph as JSON, owned by
+      -- its key and session; (session_id, seq_id) makes the SDK's retries idempotent.
+      CREATE TABLE custom_losses (
+        id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        seq_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        graph TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (session_id, seq_id)
+      );
+    )sql"},
 };
 
 constexpr const char* kCreateMigrationsTable = R"sql(
