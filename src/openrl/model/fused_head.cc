@@ -75,12 +75,10 @@ struct ChunkedHeadFunction : torch::autograd::Function<ChunkedHeadFunction> {
 
 at::Tensor ChunkedHeadLogprobs(const at::Tensor& hidden, const at::Tensor& head_t, const at::Tensor& targets,
                                int64_t chunk_rows, int64_t keep_bytes) {
-  // Decided here: inside the autograd function's forward, grad mode is always off. fp32 always
-  // keeps (recomputing would cost a full fp32 head matmul); bf16/fp16 keep while it fits the
-  // budget and otherwise recompute (a fast matmul).
+  // Decided here: inside the autograd function's forward, grad mode is always off. Past the
+  // budget the backward recomputes the logits (one more head matmul) rather than hold them all.
   int64_t N = hidden.size(0), V = head_t.size(1);
-  bool keep = at::GradMode::is_enabled() && hidden.requires_grad() &&
-              (hidden.scalar_type() == at::kFloat || N * V * int64_t{4} <= keep_bytes);
+  bool keep = at::GradMode::is_enabled() && hidden.requires_grad() && N * V * int64_t{4} <= keep_bytes;
   return ChunkedHeadFunction::apply(hidden, head_t.detach(), targets, chunk_rows, keep);
 }
 

@@ -1,7 +1,7 @@
 // log p(target) through a frozen output head without materializing the logits of the whole
 // batch (a "fused linear cross-entropy"): rows go through the head in chunks; the forward keeps
-// each row's logsumexp and, while they fit a budget (always in fp32), each chunk's softmax; past
-// the budget the backward recomputes a chunk's logits to form (onehot − softmax)·g. On a 49k
+// each row's logsumexp and, while they fit a budget, each chunk's softmax; past the budget the
+// backward recomputes a chunk's logits to form (onehot − softmax)·g. On a 49k
 // vocabulary this saves the (N, V) fp32 logits, their gradient, the casts between them and the
 // page faults of allocating them every step.
 #pragma once
@@ -12,9 +12,9 @@ namespace openrl::model {
 
 // hidden (N, H) in the model's dtype; head_t (H, V) the transposed head weights (no gradient
 // flows to them); targets (N) int64. Returns (N) fp32 log-probabilities, differentiable with
-// respect to `hidden`. `chunk_rows` 0 picks chunks of about 16 MB of fp32 logits. In bf16/fp16,
-// the softmax is kept for the backward when all of it takes at most `keep_bytes` in fp32 (a
-// 256 MiB default: 4×128 tokens of a 49k vocabulary is 100 MB), and recomputed otherwise.
+// respect to `hidden`. `chunk_rows` 0 picks chunks of about 16 MB of fp32 logits. The softmax is
+// kept for the backward when all of it takes at most `keep_bytes` in fp32 (a 256 MiB default:
+// 4×128 tokens of a 49k vocabulary is 100 MB), and recomputed otherwise.
 at::Tensor ChunkedHeadLogprobs(const at::Tensor& hidden, const at::Tensor& head_t, const at::Tensor& targets,
                                int64_t chunk_rows = 0, int64_t keep_bytes = int64_t{256} << 20);
 
