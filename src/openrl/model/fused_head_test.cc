@@ -35,8 +35,9 @@ void Compare(at::ScalarType dtype, int64_t chunk_rows, double tol, int64_t keep_
 }
 
 TEST(ChunkedHead, MatchesFullLogSoftmaxFp32) {
-  Compare(at::kFloat, 3, 1e-5);  // chunks of 3, 3, 3 and 1 rows
-  Compare(at::kFloat, 0, 1e-5);  // one chunk
+  Compare(at::kFloat, 3, 1e-5);                       // chunks of 3, 3, 3 and 1 rows
+  Compare(at::kFloat, 0, 1e-5);                       // one chunk
+  Compare(at::kFloat, 3, 1e-5, /*keep_bytes=*/0);     // logits recomputed in the backward
 }
 
 TEST(ChunkedHead, MatchesFullLogSoftmaxBf16) {
@@ -64,9 +65,10 @@ int64_t BackwardMatmuls(at::ScalarType dtype, int64_t keep_bytes) {
 }
 
 TEST(ChunkedHead, KeepsTheSoftmaxWithinTheBudget) {
-  EXPECT_EQ(BackwardMatmuls(at::kFloat, 0), 4);         // fp32 always keeps
-  EXPECT_EQ(BackwardMatmuls(at::kBFloat16, 1 << 20), 4);  // 8×97 fp32 fits 1 MiB
-  EXPECT_EQ(BackwardMatmuls(at::kBFloat16, 0), 8);        // over budget: recomputed
+  EXPECT_EQ(BackwardMatmuls(at::kFloat, 1 << 20), 4);     // 8×97 fp32 fits 1 MiB
+  EXPECT_EQ(BackwardMatmuls(at::kBFloat16, 1 << 20), 4);
+  EXPECT_EQ(BackwardMatmuls(at::kFloat, 0), 8);           // over budget: recomputed
+  EXPECT_EQ(BackwardMatmuls(at::kBFloat16, 0), 8);
 }
 
 TEST(ChunkedHead, NoGradientModeGivesValuesOnly) {
