@@ -41,12 +41,6 @@ ParsedLosses& Cache() {
   return *cache;
 }
 
-Result<std::string> StringField(const Json& body, const char* name) {
-  if (!body.contains(name) || !body[name].is_string())
-    return InvalidArgument(std::string("field '") + name + "' must be a string");
-  return body[name].get<std::string>();
-}
-
 // The loss id for (session, custom_loss_seq_id): the stored one when the SDK retries the same
 // request, a new one otherwise; a different loss under a used seq_id is refused.
 Result<std::string> StoreLoss(store::MetadataStore& db, const ApiKey& key, const std::string& session,
@@ -87,13 +81,13 @@ void TinkerApi::Impl::InstallCustomLoss(http::Router& r, const std::shared_ptr<I
   r.Post("/api/v1/create_custom_loss", self->Authed([self](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
     if (!body.is_object()) return Problem(InvalidArgument("request body must be a JSON object"), req);
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string session, StringField(body, "session_id"), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string session, NonEmptyStringField(body, "session_id"), req);
     OPENRL_RETURN_RESPONSE_IF_ERROR(self->CheckSession(key, session), req);
     if (!body.contains("custom_loss_seq_id") || !body["custom_loss_seq_id"].is_number_integer() ||
         body["custom_loss_seq_id"].get<int64_t>() < 0)
       return Problem(InvalidArgument("field 'custom_loss_seq_id' must be a non-negative integer"), req);
     const int64_t seq = body["custom_loss_seq_id"].get<int64_t>();
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string name, StringField(body, "name"), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string name, NonEmptyStringField(body, "name"), req);
     if (body.contains("type") && body["type"] != "create_custom_loss")
       return Problem(InvalidArgument("field 'type' must be \"create_custom_loss\""), req);
     if (!body.contains("inputs")) return Problem(InvalidArgument("field 'inputs' is missing"), req);

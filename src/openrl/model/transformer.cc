@@ -258,9 +258,12 @@ const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
   const auto& L = layers_[i];
   // Under autograd only while the layer is frozen (LoRA training): gradients flow to the input
   // through the fused copies as they would through the separate weights.
-  if (c10::GradMode::is_enabled() && L.q.requires_grad()) return nullptr;
+  bool grad = c10::GradMode::is_enabled();
   std::vector<int64_t> versions;
-  for (const at::Tensor* t : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) versions.push_back(t->_version());
+  for (const at::Tensor* t : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+    if (grad && t->requires_grad()) return nullptr;
+    versions.push_back(t->_version());
+  }
   std::lock_guard<std::mutex> lock(inference_mu_);
   InferenceWeights& iw = inference_[i];
   if (iw.versions != versions) {

@@ -111,14 +111,15 @@ class Transformer {
   at::Tensor Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lora) const;
 
   // Inference copies of the projection weights, transposed to (in, out) and fused (q|k|v and
-  // gate|up): MKL multiplies these faster at the small row counts of decoding. Used only when
-  // grad mode is off; rebuilt when a source weight changes (its version counter moves).
+  // gate|up): MKL multiplies these faster at the small row counts of decoding, and one fused
+  // matmul replaces three in LoRA training. Used when grad mode is off, or under autograd while
+  // the layer is frozen; rebuilt when a source weight changes (its version counter moves).
   struct InferenceWeights {
     at::Tensor qkv_t, gate_up_t, o_t, down_t;
     std::vector<int64_t> versions;
   };
-  // Fused and transposed copies of the weights for inference (null under autograd). The head's
-  // is also given under autograd while the head is frozen (the chunked head reads it).
+  // Fused and transposed copies of the weights (null under autograd while the layer trains).
+  // The head's is also given under autograd while the head is frozen (the chunked head reads it).
   const InferenceWeights* Inference(int64_t layer) const;
   at::Tensor InferenceHead() const;
 
