@@ -360,7 +360,7 @@ def test_keys_are_isolated_and_limited(openrl_bin, server):
         check=True).stdout.splitlines()]
     # One line per key of this module's server: the fixture's, this test's, and those other tests made.
     listed = sorted(__import__("json").loads(k)["name"] for k in keys)
-    assert "other" in listed and listed.count("other") == 1 and set(listed) <= {"test", "other", "lister", "canceller"}
+    assert "other" in listed and listed.count("other") == 1 and set(listed) <= {"test", "other", "lister", "canceller", "quota"}
     assert len(listed) == len(set(listed))
     assert all("tml-" not in k for k in keys)  # secrets are never shown again
 
@@ -570,6 +570,13 @@ def _result(server, request_id):
     return _post(server, "/api/v1/retrieve_future", {"request_id": request_id})
 
 
+def _result_for(server, request_id, key):
+    r = _post(server, "/api/v1/retrieve_future", {"request_id": request_id}, key)
+    body = r.json()
+    assert "error" not in body, body
+    return body
+
+
 def test_requests_of_a_run_execute_in_seq_id_order_whatever_order_they_arrive(server, tokenizer):
     """The SDK sends the chunks of one call concurrently, the first one last: the server must hold a
     later seq_id until the earlier ones ran. Here optim_step (seq 2) arrives before the
@@ -595,6 +602,56 @@ def test_requests_of_a_run_execute_in_seq_id_order_whatever_order_they_arrive(se
     fb_body["forward_backward_input"]["data"][0]["model_input"]["chunks"][0]["tokens"] = ids[:-1][::-1]
     r = httpx.post(server.url + "/api/v1/forward_backward", json=fb_body, headers={"X-API-Key": server.key})
     assert r.status_code == 400 and "already used" in r.json()["detail"]
+
+
+def test_token_quota_charges_each_accepted_request_once(openrl_bin, server):
+    """A key's quota is charged when a request is accepted: not again for the SDK's retry of the same
+    request, not for a request the server refuses, and a request past the quota is refused (403)
+    without a charge and without holding up the run's later requests."""
+    key = create_key(openrl_bin, server.data_dir, name="quota", extra=["--token-quota", "100"])
+
+    def used():
+        r = httpx.get(server.url + "/api/v1/auth/apikey/me", headers={"X-API-Key": key})
+        assert r.status_code == 200, r.text
+        return r.json()["tokens_used"]
+
+    def fb(model_id, seq, n):
+        tokens = list(range(100, 101 + n))
+        return {"model_id": model_id, "seq_id": seq, "forward_backward_input": {
+            "loss_fn": "cross_entropy",
+            "data": [{"model_input": {"chunks": [{"type": "encoded_text", "tokens": tokens[:-1]}]},
+                      "loss_fn_inputs": {"target_tokens": {"data": tokens[1:], "dtype": "int64"}}}]}}
+
+    sess = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw"}, key).json()["session_id"]
+    model_id = _post(server, "/api/v1/create_model", {"session_id": sess, "model_seq_id": 0, "base_model": SMOLLM2_NAME,
+                                                      "lora_config": {"rank": 4}}, key).json()["model_id"]
+    first = _post(server, "/api/v1/forward_backward", fb(model_id, 1, 20), key).json()["request_id"]
+    assert used() == 20
+    # The SDK's retry of the same request is the same future, charged once.
+    assert _post(server, "/api/v1/forward_backward", fb(model_id, 1, 20), key).json()["request_id"] == first
+    assert used() == 20
+    # A request the engine refuses (a run made by copy_weights cannot be trained) is not charged.
+    state = _post(server, "/api/v1/save_weights", {"model_id": model_id, "seq_id": 2, "path": "q"}, key).json()
+    path = _result_for(server, state["request_id"], key)["path"]
+    _post(server, "/api/v1/copy_weights", {"source_path": path, "session_id": sess, "model_seq_id": 7}, key)
+    frozen = httpx.post(server.url + "/api/v1/forward_backward", json=fb(f"{sess}:train:7", 1, 30),
+                        headers={"X-API-Key": key})
+    assert frozen.status_code == 400 and "copy_weights" in frozen.json()["detail"], frozen.text
+    assert used() == 20
+    # Past the quota: 403, nothing charged, and the run's next seq_id still runs.
+    over = httpx.post(server.url + "/api/v1/forward_backward", json=fb(model_id, 3, 81), headers={"X-API-Key": key})
+    assert over.status_code == 403 and "token quota" in over.json()["detail"], over.text
+    assert used() == 20
+    last = _post(server, "/api/v1/forward_backward", fb(model_id, 4, 80), key).json()["request_id"]
+    done = _post(server, "/api/v1/retrieve_future", {"request_id": last}, key)
+    assert done.headers["content-type"] == "application/x-protobuf", done.text
+    assert used() == 100
+    # Sampling is charged prompt + num_samples * max_tokens, and refused past the quota.
+    sample = httpx.post(server.url + "/api/v1/asample", headers={"X-API-Key": key}, json={
+        "base_model": SMOLLM2_NAME, "session_id": sess, "num_samples": 1,
+        "prompt": {"chunks": [{"type": "encoded_text", "tokens": [1, 2, 3]}]}, "sampling_params": {"max_tokens": 2}})
+    assert sample.status_code == 403 and "token quota" in sample.json()["detail"], sample.text
+    assert used() == 100
 
 
 def test_checkpoint_ttl_expires_it_for_clients(svc, server, tokenizer):

@@ -113,6 +113,13 @@ Status KeyStore::ChargeTokens(const ApiKey& key, int64_t tokens) {
   });
 }
 
+Status KeyStore::RefundTokens(const std::string& key_id, int64_t tokens) {
+  if (tokens <= 0) return Status::Ok();
+  return db_.Transaction([&](Tx& tx) -> Status {
+    return tx.Exec("UPDATE api_keys SET tokens_used = MAX(0, tokens_used - ?) WHERE id = ?", {tokens, key_id}).status();
+  });
+}
+
 Status KeyStore::AcquireSlot(const ApiKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   int64_t& n = in_flight_[key.id];

@@ -4,6 +4,7 @@
 #include "openrl/core/clock.h"
 #include "openrl/core/crypto.h"
 #include "openrl/core/ids.h"
+#include "openrl/core/log.h"
 
 namespace openrl::api {
 
@@ -144,7 +145,7 @@ engine::Done TinkerApi::Impl::Completion(const std::string& future_id, const std
 
 http::Response TinkerApi::Impl::SubmitRunWork(const http::Request& req, const ApiKey& key, const std::string& kind,
                                               const std::string& run_id, int64_t seq_id, engine::Work work,
-                                              Encoder encode) {
+                                              Encoder encode, int64_t tokens) {
   Status slot = keys.AcquireSlot(key);
   if (!slot.ok()) return Problem(slot, req);  // not consumed: the SDK retries the same seq_id
   Result<engine::FutureStore::Created> fut =
@@ -154,14 +155,28 @@ http::Response TinkerApi::Impl::SubmitRunWork(const http::Request& req, const Ap
     Status s = fut.status().code() == ErrorCode::kAlreadyExists ? InvalidArgument(fut.status().message()) : fut.status();
     return Problem(s, req);
   }
-  if (!fut->created) {  // a retry of a request already accepted
+  if (!fut->created) {  // a retry of a request already accepted (and charged)
     keys.ReleaseSlot(key.id);
     return JsonOk({{"request_id", fut->id}, {"model_id", run_id}});
+  }
+  Status charged = keys.ChargeTokens(key, tokens);
+  if (!charged.ok()) {  // 403, which the SDK does not retry: the seq_id is spent, later ones go on
+    keys.ReleaseSlot(key.id);
+    futures.Fail(fut->id, charged.message(), ErrorCategory(charged));
+    scheduler.Skip(run_id, seq_id);
+    return Problem(charged, req);
   }
   Status s = scheduler.Submit(run_id, seq_id, std::move(work), Completion(fut->id, key.id, std::move(encode)));
   if (!s.ok()) {
     keys.ReleaseSlot(key.id);
-    futures.Fail(fut->id, s.message(), ErrorCategory(s));
+    Status refunded = keys.RefundTokens(key.id, tokens);
+    if (!refunded.ok())  // (fmt-free: these files see libtorch's bundled fmt headers)
+      log::Write(log::Level::kWarn, "refunding " + std::to_string(tokens) + " tokens to key " + key.id + ": " +
+                                        refunded.message());
+    // Back-pressure (429) and shutdown (503) are retried by the SDK with the same seq_id: forget
+    // the future so the retry is accepted anew instead of being handed this refusal.
+    bool retryable = s.code() == ErrorCode::kResourceExhausted || s.code() == ErrorCode::kUnavailable;
+    if (!retryable || !futures.Discard(fut->id).ok()) futures.Fail(fut->id, s.message(), ErrorCategory(s));
     return Problem(s, req);
   }
   return JsonOk({{"request_id", fut->id}, {"model_id", run_id}});

@@ -54,10 +54,13 @@ struct TinkerApi::Impl {
   Status TouchSession(const ApiKey& key, const std::string& session_id);
 
   // Creates the durable future and queues `work` for the run; returns {"request_id", "model_id"}.
-  // `encode` turns the engine's output into the stored result (bytes, "json"|"proto").
+  // `encode` turns the engine's output into the stored result (bytes, "json"|"proto"). `tokens` are
+  // charged to the key's quota once, when the request is new and accepted: a retry of an accepted
+  // request is not charged again, and a refusal gives the charge back.
   using Encoder = std::function<std::pair<std::string, std::string>(engine::Output&)>;
   http::Response SubmitRunWork(const http::Request& req, const ApiKey& key, const std::string& kind,
-                               const std::string& run_id, int64_t seq_id, engine::Work work, Encoder encode);
+                               const std::string& run_id, int64_t seq_id, engine::Work work, Encoder encode,
+                               int64_t tokens = 0);
   // A future finished at once (create_model, unload_model): {"request_id", "model_id"?}.
   Result<std::string> ImmediateFuture(const ApiKey& key, const std::string& kind, const Json& result);
   engine::Done Completion(const std::string& future_id, const std::string& key_id, Encoder encode);

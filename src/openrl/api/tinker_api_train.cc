@@ -6,6 +6,7 @@
 #include "openrl/api/tinker_api_internal.h"
 #include "openrl/api/tinker_wire.h"
 #include "openrl/core/ids.h"
+#include "openrl/core/log.h"
 
 namespace openrl::api {
 namespace {
@@ -108,8 +109,6 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       if (!base.ok()) return refuse(base.status());
       Status checked = CheckForwardBackward(call.work, *base);
       if (!checked.ok()) return refuse(checked);
-      Status charged = self->keys.ChargeTokens(key, Tokens(call.work));
-      if (!charged.ok()) return refuse(charged);
       std::string kind = call.work.forward_only ? "forward" : "forward_backward";
       int64_t tokens = Tokens(call.work);
       return self->SubmitRunWork(req, key, kind, run.id, call.seq_id, std::move(call.work),
@@ -118,7 +117,8 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
                                    // Protobuf, the only form SDKs from 0.25 on decode.
                                    return {EncodeForwardBackwardProto(std::get<engine::ForwardBackwardOutput>(out)),
                                            "proto"};
-                                 });
+                                 },
+                                 tokens);
   }));
 
   r.Post("/api/v1/optim_step", self->Authed([self](const http::Request& req, const ApiKey& key) {
@@ -305,13 +305,24 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
                                      std::to_string(base.max_context)),
                      req);
     OPENRL_RETURN_RESPONSE_IF_ERROR(work.params.Validate(base.vocab_size), req);
-    OPENRL_RETURN_RESPONSE_IF_ERROR(
-        self->keys.ChargeTokens(key, static_cast<int64_t>(work.prompt.size()) + work.num_samples * work.params.max_tokens),
-        req);
+    // Charged only once a slot is held (a 429 costs nothing), and given back if the engine refuses.
+    int64_t charge = static_cast<int64_t>(work.prompt.size()) + work.num_samples * work.params.max_tokens;
     OPENRL_RETURN_RESPONSE_IF_ERROR(self->keys.AcquireSlot(key), req);
+    Status charged = self->keys.ChargeTokens(key, charge);
+    if (!charged.ok()) {
+      self->keys.ReleaseSlot(key.id);
+      return Problem(charged, req);
+    }
+    auto refund = [&] {
+      self->keys.ReleaseSlot(key.id);
+      Status r = self->keys.RefundTokens(key.id, charge);
+      if (!r.ok())
+        log::Write(log::Level::kWarn,
+                   "refunding " + std::to_string(charge) + " tokens to key " + key.id + ": " + r.message());
+    };
     auto fut = self->futures.Create("sample", key.id, std::nullopt, std::nullopt, RequestHash(req));
     if (!fut.ok()) {
-      self->keys.ReleaseSlot(key.id);
+      refund();
       return Problem(fut.status(), req);
     }
     int64_t n = work.num_samples;
@@ -328,7 +339,7 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
           return std::pair<std::string, std::string>{EncodeSampleProto(o), "proto"};
         }));
     if (!s.ok()) {
-      self->keys.ReleaseSlot(key.id);
+      refund();
       self->futures.Fail(fut->id, s.message(), ErrorCategory(s));
       return Problem(s, req);
     }

@@ -161,6 +161,14 @@ void FutureStore::Fail(const std::string& id, const std::string& error, const st
   write_cv_.notify_one();
 }
 
+Status FutureStore::Discard(const std::string& id) {
+  return db_.Transaction([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(int64_t n, tx.Exec("DELETE FROM futures WHERE id = ? AND state = 'pending'", {id}));
+    if (n == 0) return FailedPrecondition("future " + id + " is not pending; it is kept");
+    return Status::Ok();
+  });
+}
+
 Result<FutureRecord> FutureStore::Get(const std::string& id) {
   std::optional<Row> row;
   OPENRL_RETURN_IF_ERROR(db_.Read([&](Tx& tx) -> Status {

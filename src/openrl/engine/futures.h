@@ -66,6 +66,10 @@ class FutureStore {
   // Queue the outcome for the writer; a future already finished is left as it was.
   void Complete(const std::string& id, std::string result, std::string format);
   void Fail(const std::string& id, const std::string& error, const std::string& category);
+  // Removes a pending future whose work never reached the engine (refused with a retryable 429 or
+  // 503), so that the client's retry of the same request is accepted anew rather than handed this
+  // one. Only for a future nobody was given: FAILED_PRECONDITION once it has an outcome.
+  Status Discard(const std::string& id);
   // Blocks until every queued outcome is committed (tests, shutdown).
   void Flush();
 

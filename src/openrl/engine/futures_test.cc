@@ -54,6 +54,25 @@ TEST(FutureStore, SameSeqIdIsIdempotentOnlyForTheSameRequest) {
   EXPECT_TRUE(other_run.ok() && other_run->created);
 }
 
+TEST(FutureStore, DiscardForgetsOnlyAPendingFutureSoARetryIsAcceptedAnew) {
+  auto db = FreshDb("discard");
+  FutureStore futures(*db);
+  auto refused = futures.Create("forward_backward", "key_a", std::string("run1"), 4, "hash-x");
+  ASSERT_TRUE(refused.ok() && refused->created);
+  ASSERT_TRUE(futures.Discard(refused->id).ok());
+  EXPECT_EQ(futures.Get(refused->id).status().code(), ErrorCode::kNotFound);
+  // The same request again (the SDK's retry after a 429) is a new future, not the refused one.
+  auto retry = futures.Create("forward_backward", "key_a", std::string("run1"), 4, "hash-x");
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->created);
+  EXPECT_NE(retry->id, refused->id);
+  // A future with an outcome is kept.
+  futures.Complete(retry->id, "{}", "json");
+  futures.Flush();
+  EXPECT_EQ(futures.Discard(retry->id).code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(futures.Get(retry->id)->state, "done");
+}
+
 TEST(FutureStore, PendingWaitTimesOutAndUnknownIdIsNotFound) {
   auto db = FreshDb("timeout");
   FutureStore futures(*db);
