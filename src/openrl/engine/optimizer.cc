@@ -51,10 +51,13 @@ Result<StepStats> AdamW::Step(const AdamParams& hp) {
     ss.push_back(state_steps_[i]);
   }
   StepStats stats;
-  // Global L2 norm of all gradients, as torch.nn.utils.clip_grad_norm_: per-tensor norms in fp32,
-  // then their norm. The foreach forms are one multi-tensor kernel on CUDA (a full fine-tuning
-  // step has a few hundred gradients) and the same per-tensor ops on CPU.
-  std::vector<at::Tensor> norms = at::_foreach_norm(gs, 2, at::kFloat);
+  // Global L2 norm of all gradients, as torch.nn.utils.clip_grad_norm_: per-tensor norms (summed
+  // in fp32 by the kernel, given in the gradients' dtype: asking for fp32 output would first cast
+  // every bf16 gradient, a weight-sized copy), then the norm of those in fp32. The foreach forms
+  // are one multi-tensor kernel on CUDA (a full fine-tuning step has a few hundred gradients) and
+  // the same per-tensor ops on CPU.
+  std::vector<at::Tensor> norms = at::_foreach_norm(gs, 2);
+  for (auto& n : norms) n = n.to(at::kFloat);  // scalars; gradients of mixed dtypes stack alike
   at::Tensor total = at::stack(norms).norm();
   stats.grad_norm = total.item<double>();
   if (!std::isfinite(stats.grad_norm))

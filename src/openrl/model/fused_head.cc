@@ -14,16 +14,19 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-int64_t ChunkRows(int64_t chunk_rows, int64_t vocab) {
+int64_t ChunkRows(int64_t chunk_rows, int64_t vocab, bool head_grad) {
   if (chunk_rows > 0) return chunk_rows;
-  return std::max<int64_t>(32, (int64_t{4} << 20) / std::max<int64_t>(vocab, 1));  // ~16 MB of fp32 logits
+  // ~16 MB of fp32 logits; ~64 MB when the head's weights take a gradient, whose matmul sums over a
+  // chunk's rows and runs slowly when they are few.
+  int64_t elements = head_grad ? int64_t{16} << 20 : int64_t{4} << 20;
+  return std::max<int64_t>(head_grad ? 128 : 32, elements / std::max<int64_t>(vocab, 1));
 }
 
 struct ChunkedHeadFunction : torch::autograd::Function<ChunkedHeadFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& head_t,
                             const at::Tensor& targets, int64_t chunk_rows, bool keep) {
     int64_t N = hidden.size(0), V = head_t.size(1);
-    int64_t rows = ChunkRows(chunk_rows, V);
+    int64_t rows = ChunkRows(chunk_rows, V, head_t.requires_grad());
     // keep: each chunk's softmax (fp32) is kept for the backward (chunks small enough to come
     // from the heap, not from fresh page-faulted mappings every step); otherwise the backward
     // recomputes a chunk's logits from the logsumexp.
@@ -50,8 +53,12 @@ struct ChunkedHeadFunction : torch::autograd::Function<ChunkedHeadFunction> {
     int64_t rows = ctx->saved_data["rows"].toInt();
     at::Tensor g = grad_out[0].to(at::kFloat);
     int64_t N = hidden.size(0);
-    at::Tensor grad_hidden = at::empty_like(hidden);
-    at::Tensor head = head_t.t();  // (V, H) view
+    bool want_hidden = ctx->needs_input_grad(0), want_head = ctx->needs_input_grad(1);
+    at::Tensor grad_hidden = want_hidden ? at::empty_like(hidden) : at::Tensor();
+    at::Tensor head = head_t.t();  // (V, H)
+    // The head's gradient in its (V, H) layout: Σ over chunks of dᵀ·hidden (summed in the
+    // weights' dtype, one rounding per chunk).
+    at::Tensor grad_head;
     for (int64_t s = 0, c = 0; s < N; s += rows, ++c) {
       int64_t n = std::min(rows, N - s);
       at::Tensor gc = g.narrow(0, s, n).unsqueeze(1);  // (n, 1)
@@ -63,11 +70,14 @@ struct ChunkedHeadFunction : torch::autograd::Function<ChunkedHeadFunction> {
         d = at::matmul(hidden.narrow(0, s, n), head_t).to(at::kFloat);
         d.sub_(lse.narrow(0, s, n).unsqueeze(1)).exp_();
       }
-      d.mul_(gc).neg_();
+      d.mul_(gc.neg());
       d.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), gc);
-      grad_hidden.narrow(0, s, n).copy_(at::matmul(d.to(hidden.scalar_type()), head));
+      at::Tensor dl = d.to(hidden.scalar_type());
+      if (want_hidden) grad_hidden.narrow(0, s, n).copy_(at::matmul(dl, head));
+      if (want_head && c == 0) grad_head = at::mm(dl.t(), hidden.narrow(0, s, n));
+      else if (want_head) grad_head.addmm_(dl.t(), hidden.narrow(0, s, n));
     }
-    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_hidden, want_head ? grad_head.t() : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -78,8 +88,9 @@ at::Tensor ChunkedHeadLogprobs(const at::Tensor& hidden, const at::Tensor& head_
   // Decided here: inside the autograd function's forward, grad mode is always off. Past the
   // budget the backward recomputes the logits (one more head matmul) rather than hold them all.
   int64_t N = hidden.size(0), V = head_t.size(1);
-  bool keep = at::GradMode::is_enabled() && hidden.requires_grad() && N * V * int64_t{4} <= keep_bytes;
-  return ChunkedHeadFunction::apply(hidden, head_t.detach(), targets, chunk_rows, keep);
+  bool grad = at::GradMode::is_enabled() && (hidden.requires_grad() || head_t.requires_grad());
+  bool keep = grad && N * V * int64_t{4} <= keep_bytes;
+  return ChunkedHeadFunction::apply(hidden, head_t, targets, chunk_rows, keep);
 }
 
 }  // namespace openrl::model

@@ -1,4 +1,4 @@
-// log p(target) through a frozen output head without materializing the logits of the whole
+// log p(target) through the output head without materializing the logits of the whole
 // batch (a "fused linear cross-entropy"): rows go through the head in chunks; the forward keeps
 // each row's logsumexp and, while they fit a budget, each chunk's softmax; past the budget the
 // backward recomputes a chunk's logits to form (onehot − softmax)·g. On a 49k
@@ -10,9 +10,12 @@
 
 namespace openrl::model {
 
-// hidden (N, H) in the model's dtype; head_t (H, V) the transposed head weights (no gradient
-// flows to them); targets (N) int64. Returns (N) fp32 log-probabilities, differentiable with
-// respect to `hidden`. `chunk_rows` 0 picks chunks of about 16 MB of fp32 logits. The softmax is
+// hidden (N, H) in the model's dtype; head_t (H, V) the transposed head weights (a contiguous
+// copy of a frozen head, or `head.t()` of a trained one); targets (N) int64. Returns (N) fp32
+// log-probabilities, differentiable with respect to `hidden` and, when it requires grad, to
+// `head_t` (full fine-tuning: the head's gradient is summed chunk by chunk, so the logits of the
+// whole batch are never held). `chunk_rows` 0 picks chunks of about 16 MB of fp32 logits (64 MB
+// when the head takes a gradient). The softmax is
 // kept for the backward when all of it takes at most `keep_bytes` in fp32 (a 256 MiB default:
 // 4×128 tokens of a 49k vocabulary is 100 MB), and recomputed otherwise.
 at::Tensor ChunkedHeadLogprobs(const at::Tensor& hidden, const at::Tensor& head_t, const at::Tensor& targets,

@@ -488,7 +488,10 @@ at::Tensor Transformer::TargetLogprobs(const at::Tensor& hidden, const at::Tenso
   if (lora != nullptr)
     for (const auto& g : lora->groups) head_lora = head_lora || (g.adapter && g.adapter->Find(-1, LinearKind::kLmHead));
   at::Tensor head_t = InferenceHead();
-  if (head_lora || !head_t.defined() || cfg_.final_logit_softcapping) {
+  // A trained head (full fine-tuning) goes through the chunked head as its transposed view, which
+  // then returns the head's gradient too.
+  if (!head_t.defined()) head_t = (cfg_.tie_word_embeddings ? embed_ : lm_head_).t();
+  if (head_lora || cfg_.final_logit_softcapping) {
     at::Tensor logits = Logits(hidden, lora);
     at::Tensor picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
     return picked - at::logsumexp(logits, -1);
