@@ -181,6 +181,35 @@ TEST_P(EngineTest, CachedDecodingMatchesFullForward) {
   }
 }
 
+// A half-precision model on CPU keeps its cache in fp32 and decodes in fp32 attention: each
+// decode step's logits track the model's own full forward (half-precision attention) within
+// half-precision noise.
+TEST_P(EngineTest, HalfPrecisionCachedDecodingTracksFullForward) {
+  auto cfg = TinyConfig(GetParam());
+  for (at::ScalarType dtype : {at::kBFloat16, at::kHalf}) {
+    auto m = model::Transformer::Init(cfg, dtype, at::kCPU, 2);
+    at::NoGradGuard ng;
+    std::vector<int64_t> ids = {4, 8, 15, 16, 23, 42, 7, 9, 11, 60, 3};
+    at::Tensor full = m->Logits(m->Hidden({at::tensor(ids).view({1, -1})}));
+    model::KvCache cache(cfg, 1, 16, dtype, at::kCPU);
+    EXPECT_EQ(cache.dtype(), at::kFloat);
+    EXPECT_EQ(cache.keys(0).scalar_type(), at::kFloat);
+    std::vector<int64_t> prefix(ids.begin(), ids.begin() + 3);
+    model::ForwardArgs pre{at::tensor(prefix).view({1, -1}), {}, {}, &cache};
+    at::Tensor got = m->Logits(m->Hidden(pre));
+    // The prefill attends in the model's dtype over exactly cast-back values: the same logits.
+    EXPECT_LT((got[0] - full[0].narrow(0, 0, 3)).abs().max().item<float>(), 1e-6) << c10::toString(dtype);
+    double scale = full.abs().max().item<double>();
+    for (size_t t = 3; t < ids.size(); ++t) {
+      model::ForwardArgs step{at::tensor(std::vector<int64_t>{ids[t]}).view({1, 1}), {}, {}, &cache};
+      at::Tensor l = m->Logits(m->Hidden(step));
+      EXPECT_LT((l[0][0] - full[0][t]).abs().max().item<double>(), 0.02 * scale)
+          << c10::toString(dtype) << " position " << t;
+    }
+    EXPECT_EQ(cache.length(), static_cast<int64_t>(ids.size()));
+  }
+}
+
 TEST_P(EngineTest, CheckpointedLayersGiveSameGradients) {
   auto cfg = TinyConfig(GetParam());
   auto m = model::Transformer::Init(cfg, at::kFloat, at::kCPU, 3);
