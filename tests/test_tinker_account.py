@@ -93,8 +93,16 @@ def test_publish_lets_other_keys_read_a_checkpoint_until_it_is_unpublished(serve
         got = btc.forward([datum(DATA[0])], "cross_entropy").result().loss_fn_outputs[0]["logprobs"].data
         want = tc.forward([datum(DATA[0])], "cross_entropy").result().loss_fn_outputs[0]["logprobs"].data
         np.testing.assert_allclose(got, want, atol=1e-5)
+        # The run itself: another key's run is "accessible" through its published checkpoints only.
+        run = bob_rest.get_training_run_by_tinker_path(state, access_scope="accessible").result()
+        assert run.training_run_id == tc.model_id and run.last_checkpoint.tinker_path == state
+        assert run.last_sampler_checkpoint.tinker_path == sampler_path and run.user_metadata == {}
+        with pytest.raises(tinker.NotFoundError):  # not "owned"
+            bob_rest.get_training_run(tc.model_id).result()
 
     def bob_is_refused():
+        with pytest.raises(tinker.NotFoundError):
+            bob_rest.get_training_run(tc.model_id, access_scope="accessible").result()
         with pytest.raises(tinker.NotFoundError):
             bob_rest.get_weights_info_by_tinker_path(state).result()
         with pytest.raises(tinker.NotFoundError):
@@ -103,6 +111,8 @@ def test_publish_lets_other_keys_read_a_checkpoint_until_it_is_unpublished(serve
             bob_svc.create_training_client_from_state(state).result()
 
     bob_is_refused()
+    r = api(server, bob, "GET", f"/training_runs/{tc.model_id}", params={"access_scope": "everything"})
+    assert r.status_code == 400 and "access_scope" in r.json()["detail"], r.text
     tinker_cli(server, server.key, "checkpoint", "publish", state)  # the CLI is the caller
     rest.publish_checkpoint_from_tinker_path(sampler_path).result()
     public = {c.tinker_path: c.public for c in rest.list_checkpoints(tc.model_id).result().checkpoints}

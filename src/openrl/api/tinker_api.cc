@@ -212,7 +212,10 @@ Json CheckpointJson(const engine::CheckpointInfo& c) {
   return j;
 }
 
-Json RunJson(engine::Scheduler& scheduler, const engine::RunInfo& r) {
+// A run as the REST client's TrainingRun. `public_only`: as another key sees a run it may read
+// through a published checkpoint (access_scope=accessible): only published checkpoints, no
+// metadata of the owner's.
+Json RunJson(engine::Scheduler& scheduler, const engine::RunInfo& r, bool public_only = false) {
   Json j = {{"training_run_id", r.id},
             {"base_model", r.base_model},
             {"model_owner", r.key_id},
@@ -220,12 +223,13 @@ Json RunJson(engine::Scheduler& scheduler, const engine::RunInfo& r) {
             {"corrupted", false},
             {"lora_rank", r.full_finetune ? Json() : Json(r.lora.rank)},
             {"last_request_time", r.last_request_at},
-            {"user_metadata", StringMap(r.user_metadata)}};
+            {"user_metadata", public_only ? Json::object() : StringMap(r.user_metadata)}};
   j["last_checkpoint"] = nullptr;
   j["last_sampler_checkpoint"] = nullptr;
   auto ckpts = scheduler.Checkpoints(r.id);
   if (ckpts.ok()) {
     for (const auto& c : *ckpts) {
+      if (public_only && !c.is_public) continue;
       if (c.kind == "training") j["last_checkpoint"] = CheckpointJson(c);
       if (c.kind == "sampler") j["last_sampler_checkpoint"] = CheckpointJson(c);
     }
@@ -382,9 +386,23 @@ void TinkerApi::Install(http::Router& r) {
     return JsonOk({{"training_runs", list},
                    {"cursor", {{"offset", offset}, {"limit", limit}, {"total_count", runs.size()}}}});
   }));
+  // access_scope=owned (the default): the key's own runs. accessible: also another key's run that
+  // has a published checkpoint, seen as RunJson's public_only view.
   r.Get("/api/v1/training_runs/{id}", im.Authed([self](const http::Request& req, const ApiKey& key) {
-    OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, req.PathParam("id")), req);
-    return JsonOk(RunJson(self->scheduler, run));
+    std::string scope = req.Query("access_scope").value_or("owned");
+    if (scope != "owned" && scope != "accessible")
+      return Problem(InvalidArgument("query parameter 'access_scope' must be 'owned' or 'accessible', got '" + scope + "'"),
+                     req);
+    Result<engine::RunInfo> owned = self->OwnedRun(key, req.PathParam("id"));
+    if (owned.ok()) return JsonOk(RunJson(self->scheduler, *owned));
+    if (scope == "accessible") {
+      Result<engine::RunInfo> run = self->scheduler.Run(req.PathParam("id"));
+      Result<std::vector<engine::CheckpointInfo>> ckpts =
+          run.ok() ? self->scheduler.Checkpoints(run->id) : Result<std::vector<engine::CheckpointInfo>>(run.status());
+      if (ckpts.ok() && std::any_of(ckpts->begin(), ckpts->end(), [](const auto& c) { return c.is_public; }))
+        return JsonOk(RunJson(self->scheduler, *run, /*public_only=*/true));
+    }
+    return Problem(owned.status(), req);
   }));
   auto list_checkpoints = im.Authed([self](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(engine::RunInfo run, self->OwnedRun(key, req.PathParam("id")), req);
