@@ -272,6 +272,27 @@ Result<std::vector<std::pair<int64_t, SampleResult>>> GenerationBatch::Step() {
   try {
     at::NoGradGuard no_grad;
     at::Tensor logits = im.logits.cpu();  // per-row sampling uses CPU generators
+    // The whole batch at once where rows do the same thing (a decode step's per-row ops cost
+    // about as much as its attention on a small model): the greedy choice of every row, and every
+    // row's log-softmax at its own temperature (1 for greedy rows).
+    int64_t B = static_cast<int64_t>(im.rows.size());
+    std::vector<float> temps(static_cast<size_t>(B));
+    for (int64_t i = 0; i < B; ++i) {
+      double t = im.rows[static_cast<size_t>(i)].request.params.temperature;
+      temps[static_cast<size_t>(i)] = t > 0 ? static_cast<float>(t) : 1.0f;
+    }
+    at::Tensor lp_all = at::log_softmax(logits / at::tensor(temps, at::kFloat).view({B, 1}), 1);
+    at::Tensor greedy = logits.argmax(1);
+    auto greedy_at = greedy.accessor<int64_t, 1>();
+    std::vector<int64_t> chosen(static_cast<size_t>(B), 0);
+    for (int64_t i = 0; i < B; ++i) {
+      auto& row = im.rows[static_cast<size_t>(i)];
+      const SamplingParams& p = row.request.params;
+      if (static_cast<int64_t>(row.result.tokens.size()) >= p.max_tokens) continue;
+      chosen[static_cast<size_t>(i)] = p.temperature <= 0 ? greedy_at[i] : SampleToken(logits[i], p, row.gen);
+    }
+    at::Tensor chosen_lp = lp_all.gather(1, at::tensor(chosen, at::kLong).view({B, 1})).view({B});
+    auto chosen_lp_at = chosen_lp.accessor<float, 1>();
     std::vector<int64_t> keep, next_tokens;
     for (size_t i = 0; i < im.rows.size(); ++i) {
       auto& row = im.rows[i];
@@ -281,12 +302,11 @@ Result<std::vector<std::pair<int64_t, SampleResult>>> GenerationBatch::Step() {
       if (static_cast<int64_t>(res.tokens.size()) >= r.params.max_tokens) {
         reason = "length";
       } else {
-        at::Tensor x = logits[static_cast<int64_t>(i)];
-        int64_t tokid = SampleToken(x, r.params, row.gen);
-        at::Tensor lp = at::log_softmax(r.params.temperature > 0 ? x / r.params.temperature : x, 0);
+        int64_t tokid = chosen[i];
         res.tokens.push_back(static_cast<int32_t>(tokid));
-        res.logprobs.push_back(lp[tokid].item<float>());
-        if (r.params.top_logprobs > 0) res.top_logprobs.push_back(TopK(lp, r.params.top_logprobs));
+        res.logprobs.push_back(chosen_lp_at[static_cast<int64_t>(i)]);
+        if (r.params.top_logprobs > 0)
+          res.top_logprobs.push_back(TopK(lp_all[static_cast<int64_t>(i)], r.params.top_logprobs));
         if (HitsStop(r, res, im.tok)) {
           reason = "stop";
         } else if (static_cast<int64_t>(res.tokens.size()) >= r.params.max_tokens) {
