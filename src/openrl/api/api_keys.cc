@@ -3,6 +3,7 @@
 #include "openrl/core/clock.h"
 #include "openrl/core/crypto.h"
 #include "openrl/core/ids.h"
+#include "openrl/core/log.h"
 
 namespace openrl::api {
 namespace {
@@ -113,11 +114,13 @@ Status KeyStore::ChargeTokens(const ApiKey& key, int64_t tokens) {
   });
 }
 
-Status KeyStore::RefundTokens(const std::string& key_id, int64_t tokens) {
-  if (tokens <= 0) return Status::Ok();
-  return db_.Transaction([&](Tx& tx) -> Status {
+void KeyStore::RefundTokens(const std::string& key_id, int64_t tokens) {
+  if (tokens <= 0) return;
+  Status s = db_.Transaction([&](Tx& tx) -> Status {
     return tx.Exec("UPDATE api_keys SET tokens_used = MAX(0, tokens_used - ?) WHERE id = ?", {tokens, key_id}).status();
   });
+  if (!s.ok())  // (fmt-free: this library sees libtorch's bundled fmt headers)
+    log::Write(log::Level::kWarn, "refunding " + std::to_string(tokens) + " tokens to key " + key_id + ": " + s.message());
 }
 
 Status KeyStore::AcquireSlot(const ApiKey& key) {

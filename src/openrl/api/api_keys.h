@@ -45,8 +45,9 @@ class KeyStore {
   Result<ApiKey> Authenticate(const std::string& presented);
   // Adds `tokens` to the key's use; PERMISSION_DENIED (403, not retried; nothing charged) past its quota.
   Status ChargeTokens(const ApiKey& key, int64_t tokens);
-  // Gives back a charge for work that was refused after it was charged (never below zero).
-  Status RefundTokens(const std::string& key_id, int64_t tokens);
+  // Gives back a charge for work that was refused after it was charged (never below zero). Best
+  // effort: the refusal stands either way, so a failure is logged, not returned.
+  void RefundTokens(const std::string& key_id, int64_t tokens);
 
   // In-flight request slots per key: Acquire fails with RESOURCE_EXHAUSTED at the key's limit.
   Status AcquireSlot(const ApiKey& key);

@@ -4,7 +4,6 @@
 #include "openrl/core/clock.h"
 #include "openrl/core/crypto.h"
 #include "openrl/core/ids.h"
-#include "openrl/core/log.h"
 
 namespace openrl::api {
 
@@ -169,10 +168,7 @@ http::Response TinkerApi::Impl::SubmitRunWork(const http::Request& req, const Ap
   Status s = scheduler.Submit(run_id, seq_id, std::move(work), Completion(fut->id, key.id, std::move(encode)));
   if (!s.ok()) {
     keys.ReleaseSlot(key.id);
-    Status refunded = keys.RefundTokens(key.id, tokens);
-    if (!refunded.ok())  // (fmt-free: these files see libtorch's bundled fmt headers)
-      log::Write(log::Level::kWarn, "refunding " + std::to_string(tokens) + " tokens to key " + key.id + ": " +
-                                        refunded.message());
+    keys.RefundTokens(key.id, tokens);
     // Back-pressure (429) and shutdown (503) are retried by the SDK with the same seq_id: forget
     // the future so the retry is accepted anew instead of being handed this refusal.
     bool retryable = s.code() == ErrorCode::kResourceExhausted || s.code() == ErrorCode::kUnavailable;

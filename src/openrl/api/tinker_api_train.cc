@@ -6,7 +6,6 @@
 #include "openrl/api/tinker_api_internal.h"
 #include "openrl/api/tinker_wire.h"
 #include "openrl/core/ids.h"
-#include "openrl/core/log.h"
 
 namespace openrl::api {
 namespace {
@@ -315,10 +314,7 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
     }
     auto refund = [&] {
       self->keys.ReleaseSlot(key.id);
-      Status r = self->keys.RefundTokens(key.id, charge);
-      if (!r.ok())
-        log::Write(log::Level::kWarn,
-                   "refunding " + std::to_string(charge) + " tokens to key " + key.id + ": " + r.message());
+      self->keys.RefundTokens(key.id, charge);
     };
     auto fut = self->futures.Create("sample", key.id, std::nullopt, std::nullopt, RequestHash(req));
     if (!fut.ok()) {

@@ -27,9 +27,9 @@ std::vector<TokenLogprob> TopK(const at::Tensor& logprobs_row, int64_t k) {
   return out;
 }
 
-// Draws one token from fp32 logits (V) under the request's controls.
+// Draws one token from fp32 logits (V) under the request's controls, for temperature > 0 (greedy
+// rows take the batch-wide argmax in GenerationBatch::Step).
 int64_t SampleToken(at::Tensor logits, const SamplingParams& p, at::Generator& gen) {
-  if (p.temperature <= 0) return logits.argmax().item<int64_t>();
   logits = logits / p.temperature;
   int64_t V = logits.size(0);
   if (p.top_k > 0 && p.top_k < V) {
