@@ -469,6 +469,37 @@ def test_concurrent_runs_are_packed_into_one_pass_with_their_own_results(svc, se
             np.testing.assert_allclose(g["logprobs"].data, w["logprobs"].data, atol=1e-4)
 
 
+def test_the_engine_waits_to_gather_only_for_another_active_client(openrl_bin, tmp_path, tokenizer):
+    """The gather window (a moment's wait at an idle engine so other clients' requests share the
+    cycle) is spent only when another client that sent work lately has none queued: a lone run,
+    with the sampling clients of its own weights, never waits; a second run makes the next cycle wait."""
+    ids = tokenizer("Waiting only pays when someone else is coming.", add_special_tokens=False).input_ids
+    key = create_key(openrl_bin, tmp_path)
+    srv = Server(openrl_bin, tmp_path).start()
+    try:
+        svc = service_client(srv, key)
+
+        def waits():
+            return srv.metrics().get("openrl_engine_gather_waits_total", 0.0)
+
+        a = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=41).result()
+        params = types.SamplingParams(max_tokens=2, temperature=0.0)
+        before = waits()
+        for _ in range(2):
+            a.forward([datum(ids)], "cross_entropy").result()
+            a.forward_backward([datum(ids)], "cross_entropy").result()
+            a.optim_step(types.AdamParams(learning_rate=1e-3)).result()
+            sampler = a.save_weights_and_get_sampling_client().result()
+            sampler.sample(types.ModelInput.from_ints(ids), num_samples=1, sampling_params=params).result()
+        assert waits() == before, "a lone client waited for nobody"
+        b = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=42).result()
+        b.forward([datum(ids)], "cross_entropy").result()  # run a sent work moments ago, none queued now
+        assert waits() == before + 1
+        svc.close("success").result()
+    finally:
+        srv.stop()
+
+
 def test_memory_budget_offloads_runs_and_brings_them_back_exactly(openrl_bin, tmp_path, server, svc, tokenizer):
     """With room for one run in memory, two runs take turns: each turn offloads the other run's adapter
     and Adam moments to disk and brings them back. Every loss equals that of the same sequence on the

@@ -405,6 +405,7 @@ Status Scheduler::Submit(const std::string& run_id, int64_t seq_id, Work work, D
       run.queue.emplace(seq_id, QueuedItem{std::move(work), std::move(done)});
     }
     run.info.last_request_at = NowIso();
+    impl_->client_seen[run_id] = std::chrono::steady_clock::now();
     ++impl_->queued;
   }
   impl_->cv.notify_all();
@@ -428,8 +429,10 @@ Status Scheduler::SubmitSample(SampleWork work, Done done) {
     if (impl_->stopping) return Unavailable("the server is shutting down");
     if (impl_->queued >= impl_->options.max_queued_items)
       return ResourceExhausted("the engine queue is full (" + std::to_string(impl_->queued) + " requests)");
-    if (!impl_->samplers.count(work.sampling_session_id))
+    auto sampler = impl_->samplers.find(work.sampling_session_id);
+    if (sampler == impl_->samplers.end())
       return NotFound("sampling session '" + work.sampling_session_id + "' is unknown");
+    impl_->client_seen[sampler->second->client] = std::chrono::steady_clock::now();
     impl_->sample_queue.emplace_back(std::move(work), std::move(done));
     ++impl_->queued;
   }
@@ -465,6 +468,27 @@ QueuedItem* Scheduler::Impl::ReadyItem(RunState& run) {
   return it == run.queue.end() ? nullptr : &it->second;
 }
 
+bool Scheduler::Impl::AwaitingClient() {
+  auto now = std::chrono::steady_clock::now();
+  std::set<std::string> queued_by;
+  for (auto& [id, run] : runs)
+    if (!run->queue.empty() || !run->unnumbered.empty()) queued_by.insert(id);
+  for (auto& [work, done] : sample_queue) {
+    auto it = samplers.find(work.sampling_session_id);
+    if (it != samplers.end()) queued_by.insert(it->second->client);
+  }
+  bool awaiting = false;
+  for (auto it = client_seen.begin(); it != client_seen.end();) {
+    if (now - it->second > options.client_active) {
+      it = client_seen.erase(it);
+      continue;
+    }
+    awaiting = awaiting || !queued_by.count(it->first);
+    ++it;
+  }
+  return awaiting;
+}
+
 namespace {
 
 using ItemList = std::vector<std::pair<RunState*, QueuedItem*>>;
@@ -491,6 +515,9 @@ void Scheduler::Impl::EngineLoop() {
   auto& cycles = reg.Counter("openrl_engine_cycles_total", "Clock cycles executed").Get();
   auto& depth = reg.Gauge("openrl_engine_queued_requests", "Requests queued for the engine").Get();
   auto& decoding = reg.Gauge("openrl_engine_generation_rows", "Sample rows decoding in running generations").Get();
+  auto& gather_waits = reg.Counter("openrl_engine_gather_waits_total",
+                                   "Cycles that waited (at most the gather window) for an active client's request")
+                           .Get();
   auto run_item = [&](RunState& run, QueuedItem& item) {
     Result<Output> out = Internal("unreachable");
     if (auto* w = std::get_if<OptimStepWork>(&item.work)) out = RunOptimStep(run, *w);
@@ -525,10 +552,12 @@ void Scheduler::Impl::EngineLoop() {
       queued -= failed;
       return;
     }
-    if (was_idle && options.gather_window.count() > 0) {
-      // Work just arrived at an idle engine: give the other clients' requests of this step a
-      // moment to arrive, so they share the cycle instead of waiting a whole one.
-      cv.wait_for(lock, options.gather_window, [&] { return stopping; });
+    if (was_idle && options.gather_window.count() > 0 && AwaitingClient()) {
+      // Work just arrived at an idle engine while another active client has none queued: give its
+      // request a moment to arrive, so it shares the cycle instead of waiting a whole one. The
+      // wait ends as soon as every active client has work queued.
+      gather_waits.Inc();
+      cv.wait_for(lock, options.gather_window, [&] { return stopping || !AwaitingClient(); });
     }
     was_idle = false;
     // Phase 1 of a clock cycle: the ready forward/backward of every run, packed.

@@ -49,9 +49,12 @@ struct SchedulerOptions {
   // Adapters (with their AdamW moments) held in memory; beyond, the least recently used runs are
   // offloaded to <data_dir>/offload and brought back when their next request runs.
   int64_t max_resident_runs = 64;
-  // When work arrives at an idle engine, wait this long before forming the cycle so requests of
-  // other clients sent at about the same time are packed into it.
+  // When work arrives at an idle engine while another client that sent work within `client_active`
+  // has none queued, wait up to this long before forming the cycle, so that client's request, sent
+  // at about the same time, is packed into it. A client is a training run together with the
+  // sampling sessions on its weights; a lone client's requests start at once.
   std::chrono::milliseconds gather_window{5};
+  std::chrono::milliseconds client_active{10'000};
   // Running generations decode for at least this long before ready training work takes the
   // engine: short generations (an RL group) finish at once, since their clients wait on them,
   // and a long one cannot hold training back for more than about this.

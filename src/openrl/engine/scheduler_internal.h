@@ -44,6 +44,9 @@ struct SamplerState {
   LoadedBase* base = nullptr;
   std::shared_ptr<const model::LoraAdapter> adapter;  // null: the base model alone
   std::shared_ptr<const model::Transformer> weights;  // full fine-tuning snapshot (instead of the base)
+  // Whose requests these are, for the gather window: the run whose weights it samples (a client's
+  // training and sampling are one client), or the session's own id on a base model.
+  std::string client;
 };
 
 // A sample request in flight: its num_samples rows generate in a GenerationBatch; it completes
@@ -86,6 +89,9 @@ struct Scheduler::Impl {
 
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::atomic<double> busy_seconds{0};
+  // When each client (a training run, with the samplers of its weights) last sent work; see
+  // AwaitingClient.
+  std::map<std::string, std::chrono::steady_clock::time_point> client_seen;
   std::function<Result<int64_t>()> sweep_;  // Scheduler::SweepExpiredCheckpoints
 
   // scheduler.cc
@@ -94,6 +100,10 @@ struct Scheduler::Impl {
   void PersistRunTouch(const std::string& run_id);
   // The ready item of `run`, if its next seq_id is queued (skipped seq_ids are passed over).
   QueuedItem* ReadyItem(RunState& run);
+  // Under `mu`: whether a client that sent work within `options.client_active` has none queued now,
+  // i.e. whether waiting the gather window could pack its next request into the coming cycle. A
+  // lone client never waits. Forgets clients idle for longer.
+  bool AwaitingClient();
 
   // scheduler_train.cc
   // Brings an offloaded run's state back into memory (engine thread).

@@ -18,6 +18,7 @@ Result<SamplingSessionInfo> Scheduler::CreateSamplingSession(const std::string& 
   std::string base_name = base_model;
   if (!model_path.empty()) {
     OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(model_path));
+    sampler->client = p.run_id;
     OPENRL_ASSIGN_OR_RETURN(RunInfo run, Run(p.run_id));
     if (!base_name.empty() && base_name != run.base_model)
       return InvalidArgument("model_path " + model_path + " was trained on '" + run.base_model + "', not on '" +
@@ -32,6 +33,7 @@ Result<SamplingSessionInfo> Scheduler::CreateSamplingSession(const std::string& 
   }
   sampler->info.id = NewId("smp");
   sampler->info.base_model = base_name;
+  if (sampler->client.empty()) sampler->client = sampler->info.id;
   OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
     return tx
         .Exec("INSERT INTO sampling_sessions (id, session_id, base_model, model_path, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -68,6 +70,8 @@ Result<SamplingSessionInfo> Scheduler::SamplingSession(const std::string& id) {
   OPENRL_ASSIGN_OR_RETURN(sampler->base, impl_->LoadBase(base));
   OPENRL_RETURN_IF_ERROR(impl_->LoadSamplerWeights(*path, *sampler));
   sampler->info = {id, base, path};
+  OPENRL_ASSIGN_OR_RETURN(TinkerPath p, ParseTinkerPath(*path));
+  sampler->client = p.run_id;
   std::lock_guard<std::mutex> lock(impl_->mu);
   auto [it, inserted] = impl_->samplers.emplace(id, std::move(sampler));
   return it->second->info;

@@ -243,6 +243,7 @@ Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
     sampler->info.id = NewId("smp");
     sampler->info.base_model = run.info.base_model;
     sampler->base = run.base;
+    sampler->client = run.info.id;
     if (run.own) {
       sampler->weights = std::shared_ptr<const model::Transformer>(CopyWeights(*run.own, run.base->model.model->dtype()));
       if (!sampler->weights) return Internal("could not snapshot the weights of " + run.info.id);
