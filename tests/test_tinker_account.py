@@ -331,6 +331,27 @@ def test_audit_log_shows_the_actions_in_order(openrl_bin, server):
         client.close("success").result()
 
 
+def test_an_answered_action_keeps_its_audit_record_through_kill_9(openrl_bin, tmp_path):
+    """Audit records are committed before the action is answered: killing the server right after
+    the answers loses none of them."""
+    from tinker_server import Server
+    key = create_key(openrl_bin, tmp_path, name="grace")
+    srv = Server(openrl_bin, tmp_path).start()
+    try:
+        svc = service_client(srv, key)
+        tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=2).result()
+        path = tc.save_state("kept").result().path
+        rest = rest_client(srv, key)
+        rest.publish_checkpoint_from_tinker_path(path).result()
+        rest.unpublish_checkpoint_from_tinker_path(path).result()
+    finally:
+        srv.kill9()  # at once: nothing is given a second to be flushed
+    db = sqlite3.connect(f"file:{tmp_path / 'openrl.db'}?mode=ro", uri=True)
+    events = [e for (e,) in db.execute("SELECT event FROM audit_log ORDER BY seq")]
+    db.close()
+    assert events == ["training_run_create", "checkpoint_create", "checkpoint_publish", "checkpoint_unpublish"]
+
+
 def test_usage_counts_what_the_engine_did(openrl_bin, server):
     frank = create_key(openrl_bin, server.data_dir, name="frank")
     svc = service_client(server, frank)

@@ -4,9 +4,11 @@
 // the hooks the other route files call to audit, count usage and track sample requests. The key's
 // own routes, audit log, usage and sessions are in tinker_api_sessions.cc.
 //
-// Audit records and usage counts are queued in memory and committed by this file's thread once a
-// second (and before any read of them), so the engine thread, which counts as work completes,
-// never waits on the disk; a crash loses at most the last second of them.
+// Audit records are committed before the action they record is answered: Audit() commits the
+// queue at once, so a crash right after a response never loses its record. Usage counts, which
+// the engine thread adds as every request completes, are queued in memory and committed by this
+// file's thread once a second (and before any read of them, and with the next audit record), so
+// the engine never waits on the disk for them; a crash loses at most the last second of counts.
 #include <condition_variable>
 #include <thread>
 
@@ -233,7 +235,12 @@ Result<engine::CheckpointInfo> TinkerApi::Impl::ReadableCheckpoint(const ApiKey&
 
 void TinkerApi::Impl::Audit(const std::string& key_id, const std::string& event, Json details,
                             const std::string& owner_key_id) {
-  if (account) account->Queue({key_id, owner_key_id, "", event, std::move(details)});
+  if (!account) return;
+  account->Queue({key_id, owner_key_id, "", event, std::move(details)});
+  // Committed now, with what was queued before it (the log stays in call order). On failure the
+  // records stay queued and the account thread retries them every second.
+  Status s = account->Flush();
+  if (!s.ok()) log::Write(log::Level::kWarn, "committing the audit record '" + event + "' failed (retried): " + s.message());
 }
 
 void TinkerApi::Impl::CountUsage(const std::string& key_id, const std::string& kind,

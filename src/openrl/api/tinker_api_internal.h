@@ -98,7 +98,8 @@ struct TinkerApi::Impl {
   // published one; NOT_FOUND otherwise, as if it did not exist.
   Result<engine::CheckpointInfo> ReadableCheckpoint(const ApiKey& key, const std::string& tinker_path);
   // Records an action of `key_id` in its audit log (and in `owner_key_id`'s, when it read their
-  // published checkpoint). Queued, so the engine thread never waits on the disk; readers flush.
+  // published checkpoint). Committed before it returns, so the action's response follows its record
+  // (on the engine thread only for saves and loads, which wait on the disk anyway).
   void Audit(const std::string& key_id, const std::string& event, Json details, const std::string& owner_key_id = "");
   // Counts work the engine completed, per UTC hour: "training" tokens (forward and
   // forward_backward), saved "checkpoint"s.
