@@ -244,6 +244,76 @@ def test_builtin_loss_equals_documented_formula(svc, tokenizer, name, cfg):
     assert out.metrics["loss:sum"] == pytest.approx(total, rel=1e-5, abs=1e-5)
 
 
+def test_cross_entropy_takes_several_targets_per_position(svc, tokenizer):
+    """Top-K distillation (tinker-cookbook's distillation/sdft.py): cross_entropy with target_tokens and
+    weights of shape (T, K), sent dense and as the sparse CSR the SDK makes of 2-D torch tensors. The
+    logprobs come back (T, K), column k equal to a one-target forward of that column; the loss and the
+    gradient equal those of the K one-target datums together; forward_backward_custom gets (T, K)
+    logprobs; other losses refuse (T, K) targets with a readable 400."""
+    ids = tokenizer("Distill the teacher's top tokens, not only the sampled one.", add_special_tokens=False).input_ids
+    inputs, T, K = ids[:-1], len(ids) - 1, 6
+    # Laid out as the recipe does: top-K slots filled from the left, the rest token 0 with weight 0 (so
+    # the SDK finds the tensors sparse enough to send as CSR).
+    gen = torch.Generator().manual_seed(5)
+    targets = torch.zeros(T, K, dtype=torch.long)
+    weights = torch.zeros(T, K)
+    filled = [2 + (t % 2) for t in range(T)]
+    for t, n in enumerate(filled):
+        targets[t, :n] = torch.randint(1, 49152, (n,), generator=gen)
+        weights[t, :n] = torch.softmax(torch.randn(n, generator=gen), dim=0)
+    targets[:, 0] = torch.tensor(ids[1:])
+    weights[0] = 0.0  # a masked position
+    dense = types.Datum(model_input=types.ModelInput.from_ints(inputs),
+                        loss_fn_inputs={"target_tokens": types.TensorData.from_torch(targets),
+                                        "weights": types.TensorData.from_torch(weights)})
+    sparse = types.Datum(model_input=types.ModelInput.from_ints(inputs),
+                         loss_fn_inputs={"target_tokens": targets, "weights": weights})  # auto sparse CSR
+    assert sparse.loss_fn_inputs["weights"].sparse_crow_indices is not None
+    columns = [types.Datum(model_input=types.ModelInput.from_ints(inputs),
+                           loss_fn_inputs={"target_tokens": targets[:, k].tolist(), "weights": weights[:, k].tolist()})
+               for k in range(K)]  # the same, one target per position, one datum per column
+
+    a = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=51).result()
+    b = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=51).result()
+    one = b.forward(columns, "cross_entropy").result()
+    want = torch.stack([torch.tensor(o["logprobs"].data) for o in one.loss_fn_outputs], dim=1)  # (T, K)
+    for d in (dense, sparse):
+        out = a.forward([d], "cross_entropy").result()
+        lp = out.loss_fn_outputs[0]["logprobs"]
+        assert lp.shape == [T, K]
+        got = lp.to_torch()
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+        assert out.metrics["loss:sum"] == pytest.approx(-(got * weights).sum().item(), rel=1e-5)
+        assert out.metrics["loss:sum"] == pytest.approx(one.metrics["loss:sum"], rel=1e-5)
+
+    adam = types.AdamParams(learning_rate=1e-3)
+    a.forward_backward([sparse], "cross_entropy").result()
+    b.forward_backward(columns, "cross_entropy").result()
+    norms = [c.optim_step(adam).result().metrics["grad_norm"] for c in (a, b)]
+    assert norms[0] > 0 and norms[0] == pytest.approx(norms[1], rel=1e-4)
+    after = [c.forward([dense], "cross_entropy").result().metrics["loss:sum"] for c in (a, b)]
+    assert after[0] == pytest.approx(after[1], rel=1e-4) and after[0] < one.metrics["loss:sum"]
+
+    seen = []
+
+    def reverse_kl_like(data, logprobs_list):  # the shape of sdft.py's custom loss: over (T, K) logprobs
+        seen.extend(lp.shape for lp in logprobs_list)
+        w = data[0].loss_fn_inputs["weights"].to_torch()
+        return sum((lp.exp() * w).sum() for lp in logprobs_list), {}
+
+    res = a.forward_backward_custom([dense], reverse_kl_like).result()
+    assert seen == [torch.Size([T, K])] and math.isfinite(res.metrics["loss:sum"])
+    assert a.optim_step(adam).result().metrics["grad_norm"] > 0
+
+    with pytest.raises(Exception, match="several targets per position.*cross_entropy only"):
+        a.forward_backward([types.Datum(model_input=types.ModelInput.from_ints(inputs), loss_fn_inputs={
+            "target_tokens": types.TensorData.from_torch(targets),
+            "logprobs": [0.0] * T, "advantages": [1.0] * T})], "importance_sampling").result()
+    with pytest.raises(Exception, match=r"weights has shape \[%d\], expected \[%d, %d\]" % (T, T, K)):
+        a.forward([types.Datum(model_input=types.ModelInput.from_ints(inputs), loss_fn_inputs={
+            "target_tokens": types.TensorData.from_torch(targets), "weights": [1.0] * T})], "cross_entropy").result()
+
+
 def test_bad_input_is_a_readable_4xx_and_leaves_the_run_unchanged(svc, server, tokenizer):
     tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=8).result()
     ids = tokenizer("Bad input must not change the run.", add_special_tokens=False).input_ids

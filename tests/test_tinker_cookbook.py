@@ -6,7 +6,11 @@ in a subprocess pointed at our server:
   * recipes.sl_loop           -> the minimal SL loop; its HuggingFaceH4/no_robots comes from a local
                                  `datasets` cache built here;
   * recipes.math_rl.train env=arithmetic -> rl/train.py on the synthetic arithmetic environment;
-  * recipes.rl_loop           -> the minimal RL loop; its openai/gsm8k comes from a local `datasets` cache.
+  * recipes.rl_loop           -> the minimal RL loop; its openai/gsm8k comes from a local `datasets` cache;
+  * recipes.sdft.train dataset=toolalpaca -> distillation/sdft.py, self-distillation on a local Arrow
+                                 dataset: top-K forward KL through cross_entropy with (T, K) target_tokens
+                                 and weights, and reverse=True, top-K reverse KL through
+                                 forward_backward_custom on (T, K) logprobs.
 
 Nothing is fetched. The cookbook loads tokenizers with its own `get_tokenizer(model_name)` (AutoTokenizer by
 hub name), so the tokenizer directory the server reports in get_info (model_data.tokenizer_id) is laid out
@@ -40,7 +44,8 @@ from tinker_server import Server, create_key
 
 def _import_recipes():
     for module in ("tinker_cookbook.recipes.sl_basic", "tinker_cookbook.recipes.sl_loop",
-                   "tinker_cookbook.recipes.rl_loop", "tinker_cookbook.recipes.math_rl.train"):
+                   "tinker_cookbook.recipes.rl_loop", "tinker_cookbook.recipes.math_rl.train",
+                   "tinker_cookbook.recipes.sdft.train"):
         try:
             importlib.import_module(module)
         except ImportError as e:  # requirements.lock pins them: a missing one is a broken setup
@@ -256,3 +261,35 @@ def test_rl_loop_on_offline_gsm8k_completes(cookbook):
     assert [m["progress/batch"] for m in metrics] == [0], metrics  # max_steps=1 of 2 batches
     assert all(0.0 <= m["reward/total"] <= 1.0 and m["time/total"] > 0 for m in metrics), metrics
     final_checkpoint(log_path, output)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_sdft_distills_the_teachers_top_k(cookbook, reverse):
+    """recipes.sdft.train (distillation/sdft.py) on a local ToolAlpaca-format Arrow dataset: the student
+    samples, the teacher (the same model, shown the golden answer) scores the completion with its top-K
+    prompt logprobs, and the student trains on them: top-K forward KL as cross_entropy over (T, K)
+    target_tokens and weights, or (reverse=True) top-K reverse KL through forward_backward_custom."""
+    from datasets import Dataset
+    data = cookbook["work"] / "toolalpaca"
+    if not data.exists():
+        Dataset.from_dict({
+            "prompt": [f"Which tool adds {a} and {b}?" for a, b in zip(range(10), range(10, 20))],
+            "golden_response": [f"The calculator tool: {a} + {b} = {a + b}." for a, b in zip(range(10), range(10, 20))],
+        }).save_to_disk(str(data))
+    steps, topk = 2, 5
+    name = "sdft_reverse" if reverse else "sdft"
+    proc, log_path, output = run_recipe(cookbook, name, "tinker_cookbook.recipes.sdft.train", [
+        f"model_name={SMOLLM2}", f"renderer_name={RENDERER}", "dataset=toolalpaca",
+        f"toolalpaca_data_path={data}", "groups_per_batch=2", "group_size=1", "max_tokens=12",
+        f"max_steps={steps}", f"topk={topk}", f"reverse={reverse}", "lora_rank=4", "learning_rate=1e-3",
+        "eval_every=0", "save_every=0", "max_context_length=2048", "behavior_if_log_dir_exists=delete"])
+    check_exit(proc, output)
+    rows = read_metrics(log_path, output)
+    trained = [m for m in rows if m.get("sdft/topk") == topk]
+    assert len(trained) == steps, rows
+    for m in trained:
+        assert m["sdft/num_datums"] == 2 and m["grad_norm"] > 0, m  # the student took a step
+        if reverse:
+            assert m["sdft/reverse_kl_positions"] > 0 and math.isfinite(m["sdft/reverse_kl_loss"]), m
+        else:
+            assert m["sdft/total_completion_tokens"] > 0 and m["sdft/mean_teacher_entropy"] >= 0, m

@@ -31,7 +31,7 @@ Status CheckForwardBackward(const engine::ForwardBackwardWork& work, const engin
                              std::to_string(base.vocab_size) + ")");
     std::map<std::string, at::Tensor> inputs = d.loss_inputs;
     inputs.erase("target_tokens");
-    at::Tensor zeros = at::zeros({static_cast<int64_t>(d.tokens.size())}, at::kFloat);
+    at::Tensor zeros = at::zeros(targets.sizes(), at::kFloat);  // (T,), or (T, K) for K targets per position
     OPENRL_RETURN_IF_ERROR(engine::ComputeDatumLoss(work.loss, zeros, inputs, static_cast<int64_t>(i)).status());
   }
   return Status::Ok();

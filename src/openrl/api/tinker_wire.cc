@@ -1,5 +1,6 @@
 #include "openrl/api/tinker_wire.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -78,16 +79,26 @@ Result<at::Tensor> TensorFromProto(const pb::Tensor& t, const std::string& where
   return out;
 }
 
-// Tinker's loss inputs are per-token; a 2-D tensor is accepted only when it has one column.
+// A per-token loss input: (T,), or (T, 1) taken as (T,).
 Result<at::Tensor> PerToken(at::Tensor t, const std::string& where) {
   if (t.dim() == 2 && t.size(1) == 1) t = t.reshape({t.size(0)});
   if (t.dim() != 1) return InvalidArgument(where + " must be a 1-D tensor with one value per input token");
   return t;
 }
 
-Status CheckDatum(const engine::TrainDatum& d, const std::string& where) {
+// Shapes a datum's loss inputs and checks its targets. Tinker's loss inputs are per token: (T,), or
+// (T, 1) taken as (T,). target_tokens may also be (T, K), K targets per position (top-K
+// distillation, which cross_entropy takes): its weights are then (T, K) too, which the loss checks.
+// A custom loss declares the ranks of its other inputs itself.
+Status CheckDatum(engine::TrainDatum& d, bool custom, const std::string& where) {
   auto it = d.loss_inputs.find("target_tokens");
   if (it == d.loss_inputs.end()) return InvalidArgument(where + ".loss_fn_inputs.target_tokens is missing");
+  const bool several = it->second.dim() == 2 && it->second.size(1) > 1;
+  for (auto& [name, t] : d.loss_inputs) {
+    if (several && (name == "target_tokens" || name == "weights")) continue;
+    if (custom && name != "target_tokens") continue;
+    OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
+  }
   if (it->second.scalar_type() != at::kLong)
     return InvalidArgument(where + ".loss_fn_inputs.target_tokens must hold integers (int64)");
   if (it->second.size(0) != static_cast<int64_t>(d.tokens.size()))
@@ -162,13 +173,9 @@ Status DecodeForwardBackwardProto(const std::string& body, ForwardBackwardCall& 
       td.tokens.insert(td.tokens.end(), toks.begin(), toks.end());
     }
     for (const auto& [name, tensor] : d.loss_fn_inputs()) {
-      OPENRL_ASSIGN_OR_RETURN(at::Tensor t, TensorFromProto(tensor, Field(where, name)));
-      if (!custom || name == "target_tokens") {  // a custom loss declares its inputs' ranks itself
-        OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
-      }
-      td.loss_inputs[name] = t;
+      OPENRL_ASSIGN_OR_RETURN(td.loss_inputs[name], TensorFromProto(tensor, Field(where, name)));
     }
-    OPENRL_RETURN_IF_ERROR(CheckDatum(td, where));
+    OPENRL_RETURN_IF_ERROR(CheckDatum(td, custom, where));
     data.push_back(std::move(td));
   }
   std::map<std::string, double> numbers;
@@ -285,13 +292,10 @@ Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call) {
       return InvalidArgument(where + ".loss_fn_inputs must be an object");
     for (auto& [name, v] : d["loss_fn_inputs"].items()) {
       OPENRL_ASSIGN_OR_RETURN(at::Tensor t, TensorFromJson(v, Field(where, name)));
-      if (!custom || name == "target_tokens") {  // a custom loss declares its inputs' ranks itself
-        OPENRL_ASSIGN_OR_RETURN(t, PerToken(t, Field(where, name)));
-      }
       if (name == "target_tokens") t = t.to(at::kLong);
       td.loss_inputs[name] = t;
     }
-    OPENRL_RETURN_IF_ERROR(CheckDatum(td, where));
+    OPENRL_RETURN_IF_ERROR(CheckDatum(td, custom, where));
     data.push_back(std::move(td));
   }
   bool forward_only = in.contains("forward_only") && in["forward_only"].is_boolean() && in["forward_only"].get<bool>();
@@ -316,24 +320,44 @@ std::string EncodeForwardBackwardProto(const engine::ForwardBackwardOutput& out)
   pb::ForwardBackwardOutput msg;
   msg.set_loss_fn_output_type("ArrayRecord");
   for (const auto& [k, v] : out.metrics) (*msg.mutable_metrics())[k] = v;
-  pb::ArrayRecord* rec = msg.add_loss_fn_outputs();
-  rec->set_type_tag("ArrayRecord");
-  rec->set_num_datums(static_cast<int64_t>(out.outputs.size()));
-  std::map<std::string, std::pair<std::string, std::vector<int64_t>>> fields;  // name → (data, offsets)
-  for (const auto& datum : out.outputs) {
-    for (const auto& [name, t] : datum) {
-      auto& [data, offsets] = fields[name];
-      if (offsets.empty()) offsets.push_back(0);
-      data += FloatBytes(t);
-      offsets.push_back(static_cast<int64_t>(data.size()));
+  // One ArrayRecord per run of datums whose fields have the same trailing shapes (the SDK reshapes a
+  // datum's field to [leading, *trailing_shape]): the (T, K) logprobs of K targets per position
+  // have [K]. No datums: one empty record.
+  using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+  auto trailing = [&](size_t i) {
+    Shapes shapes;
+    for (const auto& [name, t] : out.outputs[i])
+      shapes.emplace_back(name, std::vector<int64_t>(t.sizes().begin() + 1, t.sizes().end()));
+    return shapes;
+  };
+  size_t first = 0;
+  do {
+    size_t last = std::min(first + 1, out.outputs.size());
+    Shapes shapes = last > first ? trailing(first) : Shapes();
+    while (last < out.outputs.size() && trailing(last) == shapes) ++last;
+    pb::ArrayRecord* rec = msg.add_loss_fn_outputs();
+    rec->set_type_tag("ArrayRecord");
+    rec->set_num_datums(static_cast<int64_t>(last - first));
+    std::map<std::string, std::pair<std::string, std::vector<int64_t>>> fields;  // name → (data, offsets)
+    for (size_t i = first; i < last; ++i) {
+      for (const auto& [name, t] : out.outputs[i]) {
+        auto& [data, offsets] = fields[name];
+        if (offsets.empty()) offsets.push_back(0);
+        data += FloatBytes(t);
+        offsets.push_back(static_cast<int64_t>(data.size()));
+      }
     }
-  }
-  for (auto& [name, f] : fields) {
-    pb::BatchedTensor& bt = (*rec->mutable_fields())[name];
-    bt.set_dtype(pb::DTYPE_FLOAT32);
-    bt.set_data(std::move(f.first));
-    bt.set_offsets(Bytes(f.second));
-  }
+    for (auto& [name, f] : fields) {
+      pb::BatchedTensor& bt = (*rec->mutable_fields())[name];
+      bt.set_dtype(pb::DTYPE_FLOAT32);
+      bt.set_data(std::move(f.first));
+      bt.set_offsets(Bytes(f.second));
+      for (const auto& [n, dims] : shapes)
+        if (n == name)
+          for (int64_t d : dims) bt.add_trailing_shape(d);
+    }
+    first = last;
+  } while (first < out.outputs.size());
   return msg.SerializeAsString();
 }
 

@@ -52,6 +52,40 @@ Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
   return out;
 }
 
+Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs, const std::vector<at::Tensor>& targets,
+                             const model::ModelConfig& cfg) {
+  if (inputs.size() != targets.size()) return InvalidArgument("inputs and targets hold different numbers of rows");
+  int64_t K = 0;
+  std::vector<std::vector<int32_t>> firsts;  // each row's first target column, checked by the other overload
+  for (size_t b = 0; b < targets.size(); ++b) {
+    const at::Tensor& t = targets[b];
+    if (t.dim() < 1 || t.dim() > 2 || t.scalar_type() != at::kLong)
+      return InvalidArgument("row " + std::to_string(b) + ": targets must be (T,) or (T, K) int64");
+    if (t.dim() == 2) {
+      if (t.size(1) < 1) return InvalidArgument("row " + std::to_string(b) + ": targets have no columns");
+      K = std::max(K, t.size(1));
+      if (t.numel() > 0 && (t.min().item<int64_t>() < 0 || t.max().item<int64_t>() >= cfg.vocab_size))
+        return InvalidArgument("row " + std::to_string(b) + ": a target is outside the vocabulary (size " +
+                               std::to_string(cfg.vocab_size) + ")");
+    }
+    at::Tensor first = (t.dim() == 2 ? t.select(1, 0) : t).to(at::kInt).contiguous();
+    firsts.emplace_back(first.data_ptr<int32_t>(), first.data_ptr<int32_t>() + first.numel());
+  }
+  OPENRL_ASSIGN_OR_RETURN(TokenBatch out, MakeBatch(inputs, firsts, cfg));
+  if (K == 0) return out;
+  at::Tensor wide = at::zeros({out.targets.size(0), out.targets.size(1), K}, at::kLong);
+  for (size_t b = 0; b < targets.size(); ++b) {
+    const at::Tensor& t = targets[b];
+    int64_t b64 = static_cast<int64_t>(b);
+    if (t.dim() == 2)
+      wide[b64].narrow(0, 0, t.size(0)).narrow(1, 0, t.size(1)).copy_(t);
+    else
+      wide[b64].narrow(0, 0, t.size(0)).select(1, 0).copy_(t);
+  }
+  out.targets = wide;
+  return out;
+}
+
 Result<TokenBatch> MakeShiftedBatch(const std::vector<std::vector<int32_t>>& sequences,
                                     const model::ModelConfig& cfg) {
   std::vector<std::vector<int32_t>> inputs, targets;
@@ -70,8 +104,9 @@ at::Tensor TargetLogprobs(const model::Transformer& model, const TokenBatch& bat
   args.input_ids = batch.input_ids.to(model.device());
   args.lora = lora;
   args.checkpoint_layers = checkpoint_layers;
-  at::Tensor lp = model.TargetLogprobs(model.Hidden(args), batch.targets.to(model.device()), lora);  // (B, T)
-  return lp * batch.mask.to(model.device());
+  at::Tensor lp = model.TargetLogprobs(model.Hidden(args), batch.targets.to(model.device()), lora);  // (B, T[, K])
+  at::Tensor mask = batch.mask.to(model.device());
+  return lp * (lp.dim() == 3 ? mask.unsqueeze(-1) : mask);
 }
 
 }  // namespace openrl::engine

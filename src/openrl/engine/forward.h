@@ -15,7 +15,9 @@ namespace openrl::engine {
 
 struct TokenBatch {
   at::Tensor input_ids;  // (B, T) int64, right-padded with 0
-  at::Tensor targets;    // (B, T) int64: next token for each position (0 on padding)
+  // (B, T) int64: next token for each position (0 on padding); or (B, T, K) when some row has K
+  // targets per position (top-K distillation), rows with fewer padded with token 0.
+  at::Tensor targets;
   at::Tensor mask;       // (B, T) float: 1 where a target exists
   std::vector<int64_t> lengths;  // input length per row
 };
@@ -29,7 +31,13 @@ Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
                              const std::vector<std::vector<int32_t>>& targets,
                              const model::ModelConfig& cfg);
 
-// log p(target | prefix) per position (B, T), fp32; zero where mask is 0.
+// The same from per-row target tensors, each (T_b,) or (T_b, K_b) int64 (K_b targets per
+// position). With any 2-D row, `targets` is (B, T, K) for the largest K_b.
+Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs, const std::vector<at::Tensor>& targets,
+                             const model::ModelConfig& cfg);
+
+// log p(target | prefix) per position (B, T), or (B, T, K) for (B, T, K) targets; fp32; zero where
+// mask is 0.
 at::Tensor TargetLogprobs(const model::Transformer& model, const TokenBatch& batch,
                           const model::LoraBatch* lora = nullptr, bool checkpoint_layers = false);
 

@@ -93,22 +93,24 @@ Status CheckRanges(const LossSpec& spec) {
   return Status::Ok();
 }
 
-// Checks one (T,) input and returns it as fp32 on `device`.
-Result<at::Tensor> CheckedInput(const at::Tensor& t, const std::string& field, int64_t length,
+// Checks one input of the logprobs' shape, (T,) or (T, K), and returns it as fp32 on `device`.
+Result<at::Tensor> CheckedInput(const at::Tensor& t, const std::string& field, at::IntArrayRef shape,
                                 const at::Device& device) {
   if (!t.defined()) return InvalidArgument(field + " is empty");
   if (!t.is_floating_point())
     return InvalidArgument(field + " has dtype " + std::string(c10::toString(t.scalar_type())) +
                            ", expected float32");
-  if (t.dim() != 1 || t.size(0) != length) {
+  if (t.sizes() != shape) {
     std::ostringstream msg;
-    msg << field << " has shape " << t.sizes() << ", expected [" << length << "]";
+    msg << field << " has shape " << t.sizes() << ", expected " << shape;
     return InvalidArgument(msg.str());
   }
   at::Tensor bad = at::logical_not(at::isfinite(t));
   if (bad.any().item<bool>()) {
-    const int64_t i = bad.nonzero()[0][0].item<int64_t>();
-    return InvalidArgument(field + "[" + std::to_string(i) + "] is " + Num(t[i].item<double>()) +
+    at::Tensor at = bad.nonzero()[0];
+    std::string index;
+    for (int64_t d = 0; d < at.size(0); ++d) index += "[" + std::to_string(at[d].item<int64_t>()) + "]";
+    return InvalidArgument(field + index + " is " + Num(t.masked_select(bad)[0].item<double>()) +
                            "; values must be finite");
   }
   return t.detach().to(device, at::kFloat);
@@ -146,6 +148,10 @@ Result<DatumLoss> ComputeCustomLoss(const LossSpec& spec, const at::Tensor& logp
   if (spec.custom == nullptr)
     return Internal("data[" + std::to_string(datum_index) +
                     "]: the custom loss named by loss_id was not loaded");
+  if (logprobs.dim() != 1)
+    return InvalidArgument("data[" + std::to_string(datum_index) +
+                           "].loss_fn_inputs.target_tokens has several targets per position; a custom loss takes "
+                           "one (send them through cross_entropy, or forward_backward_custom in the SDK)");
   OPENRL_ASSIGN_OR_RETURN(CustomLossResult r, spec.custom->Evaluate(logprobs, inputs, datum_index));
   DatumLoss out;
   out.loss = r.loss.to(at::kFloat);
@@ -206,11 +212,14 @@ Result<DatumLoss> ComputeDatumLoss(const LossSpec& spec, const at::Tensor& logpr
   if (spec.name == "custom") return ComputeCustomLoss(spec, logprobs, inputs, datum_index);
   const LossInfo* info = FindLoss(spec.name);
   if (info == nullptr) return InvalidArgument(where + ": unknown loss_fn '" + spec.name + "'");
-  if (!logprobs.defined() || logprobs.dim() != 1 || !logprobs.is_floating_point())
-    return Internal(where + ": the policy log-probabilities must be a (T,) floating tensor");
+  if (!logprobs.defined() || logprobs.dim() < 1 || logprobs.dim() > 2 || !logprobs.is_floating_point())
+    return Internal(where + ": the policy log-probabilities must be a (T,) or (T, K) floating tensor");
+  const std::string prefix = where + ".loss_fn_inputs.";
+  if (logprobs.dim() == 2 && spec.name != "cross_entropy")
+    return InvalidArgument(prefix + "target_tokens has shape [" + std::to_string(logprobs.size(0)) + ", " +
+                           std::to_string(logprobs.size(1)) + "]: several targets per position (top-K distillation) "
+                           "are taken by cross_entropy only, not by " + spec.name);
   try {
-    const int64_t length = logprobs.size(0);
-    const std::string prefix = where + ".loss_fn_inputs.";
     for (const auto& [key, value] : inputs) {
       if (key == "target_tokens" || Contains(info->required_inputs, key) ||
           Contains(info->optional_inputs, key))
@@ -227,9 +236,9 @@ Result<DatumLoss> ComputeDatumLoss(const LossSpec& spec, const at::Tensor& logpr
                                Join(info->required_inputs));
     for (const auto& [key, value] : inputs) {
       if (key == "target_tokens") continue;
-      OPENRL_ASSIGN_OR_RETURN(checked[key], CheckedInput(value, prefix + key, length, logprobs.device()));
+      OPENRL_ASSIGN_OR_RETURN(checked[key], CheckedInput(value, prefix + key, logprobs.sizes(), logprobs.device()));
     }
-    at::Tensor terms = LossTerms(spec, logprobs.to(at::kFloat), checked);  // (T,)
+    at::Tensor terms = LossTerms(spec, logprobs.to(at::kFloat), checked);  // (T,) or (T, K)
     if (auto w = checked.find("weights"); w != checked.end()) terms = terms * w->second;
     DatumLoss out;
     out.loss = terms.sum();

@@ -59,9 +59,11 @@ struct DatumLoss {
   std::vector<std::pair<std::string, double>> metrics;
 };
 
-// logprobs: (T,) current-policy log p(target_tokens[t]); may require grad.
-// inputs: the datum's loss_fn_inputs (a "target_tokens" entry is ignored), each (T,) floating
-// (a custom loss takes the ranks and dtypes it declared, and ignores inputs it does not read).
+// logprobs: (T,) current-policy log p(target_tokens[t]); may require grad. cross_entropy also
+// takes (T, K): K targets per position (top-K distillation), each weighted by weights[t][k].
+// inputs: the datum's loss_fn_inputs (a "target_tokens" entry is ignored), each of the logprobs'
+// shape, floating (a custom loss takes the ranks and dtypes it declared, and ignores inputs it
+// does not read).
 // Errors name the datum and field, e.g. "data[3].loss_fn_inputs.advantages has shape [5], expected
 // [7]": missing or unknown inputs, wrong shapes or dtypes, non-finite values.
 Result<DatumLoss> ComputeDatumLoss(const LossSpec& spec, const at::Tensor& logprobs,

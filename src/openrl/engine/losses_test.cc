@@ -247,5 +247,28 @@ TEST_F(LossInputTest, RejectsNonFiniteValues) {
                 "loss_fn_inputs.weights[6] is inf");
 }
 
+// cross_entropy over K targets per position (top-K distillation): −Σ w·logp over (T, K), each
+// entry its own term and gradient; the other losses refuse (T, K) log-probabilities.
+TEST(SeveralTargets, CrossEntropySumsWeightedLogprobsOverEveryTarget) {
+  at::manual_seed(11);
+  at::Tensor lp = (-3 * at::rand({5, 4})).requires_grad_(true);
+  at::Tensor w = at::rand({5, 4});
+  w[1][3] = 0.0;
+  auto out = ComputeDatumLoss(*LossSpec::Make("cross_entropy", {}), lp, {{"weights", w}}, 0);
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  EXPECT_NEAR(out->loss.item<double>(), -(lp * w).sum().item<double>(), 1e-5);
+  ASSERT_EQ(out->outputs[0].second.sizes(), lp.sizes());  // elementwise_loss (T, K)
+  out->loss.backward();
+  EXPECT_TRUE(at::allclose(lp.grad(), -w));
+  at::Tensor wrong = at::rand({5});
+  EXPECT_EQ(ComputeDatumLoss(*LossSpec::Make("cross_entropy", {}), lp, {{"weights", wrong}}, 2).status().message(),
+            "data[2].loss_fn_inputs.weights has shape [5], expected [5, 4]");
+  auto ppo = ComputeDatumLoss(*LossSpec::Make("ppo", {}), lp.detach(),
+                              {{"logprobs", at::zeros({5})}, {"advantages", at::zeros({5})}}, 1);
+  EXPECT_EQ(ppo.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_THAT(ppo.status().message(), HasSubstr("data[1].loss_fn_inputs.target_tokens has shape [5, 4]"));
+  EXPECT_THAT(ppo.status().message(), HasSubstr("cross_entropy only"));
+}
+
 }  // namespace
 }  // namespace openrl::engine

@@ -40,14 +40,14 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
   const RunState& first_run = *batch[rows[first].item].first;
   const LoadedBase& base = *first_run.base;
   const model::Transformer& weights = first_run.model();  // the base, or a full fine-tuning run's own
-  std::vector<std::vector<int32_t>> inputs, targets;
+  std::vector<std::vector<int32_t>> inputs;
+  std::vector<at::Tensor> targets;  // (T,), or (T, K): K targets per position
   std::map<const model::LoraAdapter*, std::vector<int64_t>> rows_of;
   for (size_t r = first; r < last; ++r) {
     auto& [run, item] = batch[rows[r].item];
     const TrainDatum& d = std::get<ForwardBackwardWork>(item->work).data[rows[r].datum];
     inputs.push_back(d.tokens);
-    at::Tensor t = d.loss_inputs.at("target_tokens").to(at::kInt).contiguous();
-    targets.emplace_back(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel());
+    targets.push_back(d.loss_inputs.at("target_tokens").to(at::kLong));
     if (run->adapter) rows_of[run->adapter.get()].push_back(static_cast<int64_t>(r - first));
   }
   OPENRL_ASSIGN_OR_RETURN(TokenBatch tb, MakeBatch(inputs, targets, base.model.config));
@@ -72,6 +72,10 @@ Status RunPass(const std::vector<std::pair<RunState*, QueuedItem*>>& batch, cons
     std::map<std::string, at::Tensor> inputs_no_targets = d.loss_inputs;
     inputs_no_targets.erase("target_tokens");
     at::Tensor lp = logprobs[static_cast<int64_t>(r - first)].narrow(0, 0, rows[r].tokens);
+    if (lp.dim() == 2) {  // the pass has rows with several targets per position: this row's columns
+      const at::Tensor& t = targets[r - first];
+      lp = t.dim() == 2 ? lp.narrow(1, 0, t.size(1)) : lp.select(1, 0);
+    }
     Result<DatumLoss> dl = ComputeDatumLoss(work.loss, lp, inputs_no_targets, static_cast<int64_t>(rows[r].datum));
     if (!dl.ok()) {
       errors[i] = dl.status();

@@ -11,8 +11,9 @@
 namespace openrl::model {
 
 // hidden (N, H) in the model's dtype; head_t (H, V) the transposed head weights (a contiguous
-// copy of a frozen head, or `head.t()` of a trained one); targets (N) int64. Returns (N) fp32
-// log-probabilities, differentiable with respect to `hidden` and, when it requires grad, to
+// copy of a frozen head, or `head.t()` of a trained one); targets (N) int64, or (N, K) for K targets
+// per row (top-K distillation). Returns fp32 log-probabilities of the targets' shape,
+// differentiable with respect to `hidden` and, when it requires grad, to
 // `head_t` (full fine-tuning: the head's gradient is summed chunk by chunk, so the logits of the
 // whole batch are never held). `chunk_rows` 0 picks chunks of about 16 MB of fp32 logits (64 MB
 // when the head takes a gradient). The softmax is

@@ -14,25 +14,29 @@ namespace openrl::model {
 namespace {
 
 // With `train_head` the head's weights take a gradient too (full fine-tuning): they go in as the
-// transposed view of the (V, H) weight, as the model passes them.
+// transposed view of the (V, H) weight, as the model passes them. With `several` > 0, each row has
+// that many targets (N, K), one of them repeated.
 void Compare(at::ScalarType dtype, int64_t chunk_rows, double tol, int64_t keep_bytes = int64_t{256} << 20,
-             bool train_head = false) {
+             bool train_head = false, int64_t several = 0) {
   at::manual_seed(7);
   int64_t N = 10, H = 16, V = 97;
   at::Tensor hidden = at::randn({N, H}).to(dtype);
   at::Tensor head = (at::randn({V, H}) * 0.5).to(dtype);
-  at::Tensor targets = at::randint(0, V, {N}, at::kLong);
-  at::Tensor g = at::randn({N});
+  at::Tensor targets = several > 0 ? at::randint(0, V, {N, several}, at::kLong) : at::randint(0, V, {N}, at::kLong);
+  if (several > 1) targets[2][1] = targets[2][0];  // the same token twice: both gradients add up
+  at::Tensor g = at::randn(targets.sizes());
 
   at::Tensor h1 = hidden.clone().requires_grad_(true), w1 = head.clone().requires_grad_(train_head);
   at::Tensor logits = at::matmul(h1, w1.t()).to(at::kFloat);
-  at::Tensor want = logits.log_softmax(-1).gather(1, targets.unsqueeze(1)).squeeze(1);
+  at::Tensor want = several > 0 ? logits.log_softmax(-1).gather(1, targets)
+                                : logits.log_softmax(-1).gather(1, targets.unsqueeze(1)).squeeze(1);
   torch::autograd::backward({want}, {g});
 
   at::Tensor h2 = hidden.clone().requires_grad_(true), w2 = head.clone().requires_grad_(train_head);
   at::Tensor got = ChunkedHeadLogprobs(h2, train_head ? w2.t() : w2.t().contiguous(), targets, chunk_rows, keep_bytes);
   torch::autograd::backward({got}, {g});
 
+  ASSERT_EQ(got.sizes(), want.sizes());
   EXPECT_LT((got - want).abs().max().item<double>(), tol);
   EXPECT_LT((h2.grad().to(at::kFloat) - h1.grad().to(at::kFloat)).abs().max().item<double>(), tol);
   EXPECT_GT(h2.grad().abs().max().item<double>(), 0.01);  // a real gradient, not zeros
@@ -93,6 +97,14 @@ TEST(ChunkedHead, TrainedHeadGetsItsGradient) {
   Compare(at::kFloat, 0, 1e-5, 0, true);                   // one chunk
   Compare(at::kBFloat16, 4, 2e-2, int64_t{256} << 20, true);
   Compare(at::kBFloat16, 4, 2e-2, 0, true);
+}
+
+TEST(ChunkedHead, SeveralTargetsPerRow) {  // top-K distillation: (N, K) targets
+  Compare(at::kFloat, 3, 1e-5, int64_t{256} << 20, false, 4);
+  Compare(at::kFloat, 3, 1e-5, 0, false, 4);
+  Compare(at::kFloat, 0, 1e-5, 0, true, 4);
+  Compare(at::kFloat, 4, 1e-5, int64_t{256} << 20, true, 1);  // (N, 1): one column
+  Compare(at::kBFloat16, 4, 2e-2, int64_t{256} << 20, true, 3);
 }
 
 TEST(ChunkedHead, NoGradientModeGivesValuesOnly) {

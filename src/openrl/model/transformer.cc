@@ -523,14 +523,17 @@ at::Tensor Transformer::TargetLogprobs(const at::Tensor& hidden, const at::Tenso
   // A trained head (full fine-tuning) goes through the chunked head as its transposed view, which
   // then returns the head's gradient too.
   if (!head_t.defined()) head_t = (cfg_.tie_word_embeddings ? embed_ : lm_head_).t();
+  const bool several = targets.dim() == 3;  // (B, T, K): K targets per position
   if (head_lora || cfg_.final_logit_softcapping) {
     at::Tensor logits = Logits(hidden, lora);
-    at::Tensor picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
-    return picked - at::logsumexp(logits, -1);
+    at::Tensor lse = at::logsumexp(logits, -1, true);
+    if (several) return logits.gather(-1, targets) - lse;
+    return (logits.gather(-1, targets.unsqueeze(-1)) - lse).squeeze(-1);
   }
   int64_t B = hidden.size(0), T = hidden.size(1);
-  at::Tensor lp = ChunkedHeadLogprobs(hidden.reshape({B * T, hidden.size(2)}), head_t, targets.reshape({B * T}));
-  return lp.view({B, T});
+  at::Tensor flat = several ? targets.reshape({B * T, targets.size(2)}) : targets.reshape({B * T});
+  at::Tensor lp = ChunkedHeadLogprobs(hidden.reshape({B * T, hidden.size(2)}), head_t, flat);
+  return several ? lp.view({B, T, targets.size(2)}) : lp.view({B, T});
 }
 
 }  // namespace openrl::model

@@ -86,7 +86,8 @@ class Transformer {
   at::Tensor Hidden(const ForwardArgs& args) const;
   // Logits (B, T, V) in fp32 from hidden states (lm_head LoRA and softcapping applied).
   at::Tensor Logits(const at::Tensor& hidden, const LoraBatch* lora = nullptr) const;
-  // log p(targets) (B, T) fp32 from hidden states (B, T, H): through the fused, chunked head
+  // log p(targets) (B, T) fp32 from hidden states (B, T, H), or (B, T, K) for targets (B, T, K)
+  // (K targets per position): through the fused, chunked head
   // (fused_head.h) when the head is frozen, carries no LoRA and has no softcapping; otherwise
   // log_softmax of Logits() gathered at the targets.
   at::Tensor TargetLogprobs(const at::Tensor& hidden, const at::Tensor& targets, const LoraBatch* lora = nullptr) const;
