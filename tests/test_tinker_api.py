@@ -286,6 +286,13 @@ def test_cross_entropy_takes_several_targets_per_position(svc, tokenizer):
         assert out.metrics["loss:sum"] == pytest.approx(-(got * weights).sum().item(), rel=1e-5)
         assert out.metrics["loss:sum"] == pytest.approx(one.metrics["loss:sum"], rel=1e-5)
 
+    # One request mixing (T, K) and (T,) targets: one pass padded to K, two result records.
+    mixed = a.forward([columns[1], dense, columns[2]], "cross_entropy").result().loss_fn_outputs
+    assert [o["logprobs"].shape for o in mixed] == [[T], [T, K], [T]]
+    torch.testing.assert_close(mixed[1]["logprobs"].to_torch(), want, atol=1e-4, rtol=0)
+    for o, k in ((mixed[0], 1), (mixed[2], 2)):
+        torch.testing.assert_close(o["logprobs"].to_torch(), want[:, k], atol=1e-4, rtol=0)
+
     adam = types.AdamParams(learning_rate=1e-3)
     a.forward_backward([sparse], "cross_entropy").result()
     b.forward_backward(columns, "cross_entropy").result()
