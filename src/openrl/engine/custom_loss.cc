@@ -274,13 +274,8 @@ Result<std::vector<CustomLossInput>> ParseInputs(const Json& j) {
       return InvalidArgument(w + ".rank must be 0, 1 or 2, got " + std::to_string(in.rank));
     if (i == 0 && in.name != "logprobs")
       return InvalidArgument("inputs[0] must be logprobs, got '" + in.name + "'");
-    if (i == 0 && in.rank != 1) {
-      if (in.rank == 2)
-        return Unimplemented(
-            "inputs[0]: logprobs of rank 2 ([T, K] target_tokens) are not supported by this server; "
-            "use rank 1");
-      return InvalidArgument("inputs[0]: logprobs has rank 1 ([T]), got 0");
-    }
+    if (i == 0 && in.rank == 0)
+      return InvalidArgument("inputs[0]: logprobs has rank 1 ([T]) or 2 ([T, K], for [T, K] target_tokens), got 0");
     out.push_back(std::move(in));
   }
   return out;
@@ -472,6 +467,12 @@ Result<CustomLossResult> CustomLoss::Evaluate(const at::Tensor& logprobs,
                                               int64_t datum_index) const {
   const std::string where = "data[" + std::to_string(datum_index) + "]";
   const std::string loss = "custom loss '" + name_ + "'";
+  if (logprobs.dim() != inputs_[0].rank) {  // logprobs take the rank of the datum's target_tokens
+    std::ostringstream s;
+    s << where << ".loss_fn_inputs.target_tokens has shape " << logprobs.sizes() << ", so its logprobs have rank "
+      << logprobs.dim() << ", but " << loss << " declared logprobs with rank " << inputs_[0].rank;
+    return InvalidArgument(s.str());
+  }
   std::vector<Value> values(graph_->nodes.size());
   int64_t elements = 0;  // in every value made so far (views counted too): bounds an evaluation's memory
   for (size_t i = 0; i < graph_->nodes.size(); ++i) {

@@ -51,8 +51,7 @@ class CustomLoss {
   // called operation against the table, its arguments against the operation's parameters
   // (count, keyword names, literal kinds), references only to earlier nodes, placeholders that
   // match the inputs, and an output of (loss, {metric: node}). INVALID_ARGUMENT naming the node
-  // and field otherwise; UNIMPLEMENTED for what the SDK allows but this server does not run
-  // (logprobs of rank 2).
+  // and field otherwise. logprobs have rank 1, or 2 for datums with (T, K) target_tokens.
   static Result<std::shared_ptr<const CustomLoss>> Parse(const std::string& name, const Json& inputs,
                                                          const Json& graph);
   ~CustomLoss();
@@ -62,7 +61,7 @@ class CustomLoss {
   const std::string& name() const { return name_; }
   const std::vector<CustomLossInput>& inputs() const { return inputs_; }
 
-  // Runs the graph on one datum: `logprobs` (T,) floating (may require grad) and the datum's
+  // Runs the graph on one datum: `logprobs` (T,) or (T, K), the declared rank, floating (may require grad) and the datum's
   // loss_fn_inputs (those the loss does not read are ignored). Errors name the datum and, for a
   // failing operation, the node: "data[2]: custom loss 'dpo', node 'mul_2' (operator.mul): ...".
   Result<CustomLossResult> Evaluate(const at::Tensor& logprobs,

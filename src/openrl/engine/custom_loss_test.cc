@@ -143,9 +143,27 @@ TEST(CustomLoss, RefusalsNameTheNodeAndTheProblem) {
                                 Call("e", "torch.exp", Json::array({Json{{"module", "os"}}})), Output("e")})),
               HasSubstr("graph.nodes[1] 'e'.args[0]: unknown encoding 'module'"));
   EXPECT_THAT(refuse(in, Graph({Placeholder("logprobs")})), HasSubstr("graph has no output node"));
-  auto rank2 = CustomLoss::Parse("r2", Inputs({{"logprobs", 2}}),
-                                 Graph({Placeholder("logprobs"), Output("logprobs")}));
-  EXPECT_EQ(rank2.status().code(), ErrorCode::kUnimplemented);
+  EXPECT_THAT(refuse(Inputs({{"logprobs", 0}}), Graph({Placeholder("logprobs"), Output("logprobs")})),
+              HasSubstr("inputs[0]: logprobs has rank 1 ([T]) or 2 ([T, K]"));
+}
+
+// logprobs of rank 2: datums with (T, K) target_tokens (top-K distillation). The rank must match.
+TEST(CustomLoss, LogprobsOfRankTwoFollowTheTargets) {
+  auto loss = CustomLoss::Parse("r2", Inputs({{"logprobs", 2}, {"weights", 2}}),
+                                Graph({Placeholder("logprobs"), Placeholder("weights"),
+                                       Call("mul", "operator.mul", Json::array({Ref("logprobs"), Ref("weights")})),
+                                       Method("sum_1", "sum", Json::array({Ref("mul")})),
+                                       Call("neg", "operator.neg", Json::array({Ref("sum_1")})), Output("neg")}));
+  ASSERT_TRUE(loss.ok()) << loss.status().message();
+  at::Tensor lp = at::rand({4, 3}).neg_().requires_grad_(true), w = at::rand({4, 3});
+  auto r = (*loss)->Evaluate(lp, {{"weights", w}}, 0);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_NEAR(r->loss.item<double>(), -(lp * w).sum().item<double>(), 1e-5);
+  auto wrong = (*loss)->Evaluate(at::zeros({4}), {{"weights", at::zeros({4})}}, 5);
+  EXPECT_EQ(wrong.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(),
+              HasSubstr("data[5].loss_fn_inputs.target_tokens has shape [4], so its logprobs have rank 1, but "
+                        "custom loss 'r2' declared logprobs with rank 2"));
 }
 
 TEST(CustomLoss, EvaluationErrorsNameTheDatumTheInputAndTheNode) {

@@ -148,10 +148,6 @@ Result<DatumLoss> ComputeCustomLoss(const LossSpec& spec, const at::Tensor& logp
   if (spec.custom == nullptr)
     return Internal("data[" + std::to_string(datum_index) +
                     "]: the custom loss named by loss_id was not loaded");
-  if (logprobs.dim() != 1)
-    return InvalidArgument("data[" + std::to_string(datum_index) +
-                           "].loss_fn_inputs.target_tokens has several targets per position; a custom loss takes "
-                           "one (send them through cross_entropy, or forward_backward_custom in the SDK)");
   OPENRL_ASSIGN_OR_RETURN(CustomLossResult r, spec.custom->Evaluate(logprobs, inputs, datum_index));
   DatumLoss out;
   out.loss = r.loss.to(at::kFloat);
