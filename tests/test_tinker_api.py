@@ -199,7 +199,7 @@ def test_sampler_weights_sample_from_the_trained_adapter(svc, server, tokenizer)
     assert rest.list_checkpoints(tc.model_id).result().checkpoints == []
 
 
-def loss_formula(name, lp, q, adv, w, cfg):
+def loss_formula(name, lp, q, adv, w, cfg, m=None):
     r = torch.exp(lp - q)
     if name == "cross_entropy":
         return -(w * lp).sum()
@@ -214,12 +214,17 @@ def loss_formula(name, lp, q, adv, w, cfg):
         return -(w * torch.clamp(r, lo, hi).detach() * lp * adv).sum()
     if name == "dro":
         return -(w * (lp * adv - 0.5 * cfg["beta"] * (lp - q) ** 2)).sum()
+    if name == "gspo":  # one ratio per sequence: the geometric mean over the tokens m marks
+        lo, hi = lo or 0.8, hi or 1.2
+        s = torch.exp((lp - q)[m != 0].mean())
+        return -(w * torch.minimum(s * adv, torch.clamp(s, lo, hi) * adv)).sum()
     raise ValueError(name)
 
 
 @pytest.mark.parametrize("name,cfg", [("cross_entropy", {}), ("importance_sampling", {}), ("ppo", {}),
                                       ("ppo", {"clip_low_threshold": 0.9, "clip_high_threshold": 1.1}),
-                                      ("cispo", {}), ("dro", {"beta": 0.05})])
+                                      ("cispo", {}), ("dro", {"beta": 0.05}), ("gspo", {}),
+                                      ("gspo", {"clip_low_threshold": 0.99, "clip_high_threshold": 1.01})])
 def test_builtin_loss_equals_documented_formula(svc, tokenizer, name, cfg):
     tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=6).result()
     g = torch.Generator().manual_seed(hash(name) % 1000)
@@ -230,18 +235,25 @@ def test_builtin_loss_equals_documented_formula(svc, tokenizer, name, cfg):
         q = (-torch.rand(n, generator=g) * 3).tolist()
         adv = torch.randn(n, generator=g).tolist()
         w = (torch.rand(n, generator=g) > 0.2).float().tolist()
+        m = [0.0] * (n // 3) + [1.0] * (n - n // 3)  # the sampled part of the sequence
         extra = {} if name == "cross_entropy" else {"logprobs": q, "advantages": adv}
+        if name == "gspo":
+            extra["sequence_ratio_mask"] = types.TensorData.from_torch(torch.tensor(m))
         data.append(datum(ids, w, **extra))
-        inputs.append((q, adv, w))
+        inputs.append((q, adv, w, m))
     out = tc.forward(data, name, loss_fn_config=cfg or None).result()
     total = 0.0
-    for o, (q, adv, w) in zip(out.loss_fn_outputs, inputs):
+    for o, (q, adv, w, m) in zip(out.loss_fn_outputs, inputs):
         lp = torch.tensor(o["logprobs"].data, dtype=torch.float64)
         value = loss_formula(name, lp, torch.tensor(q, dtype=torch.float64), torch.tensor(adv, dtype=torch.float64),
-                             torch.tensor(w, dtype=torch.float64), cfg)
+                             torch.tensor(w, dtype=torch.float64), cfg, torch.tensor(m))
         np.testing.assert_allclose(sum(o["elementwise_loss"].data), float(value), rtol=1e-5, atol=1e-5)
         total += float(value)
     assert out.metrics["loss:sum"] == pytest.approx(total, rel=1e-5, abs=1e-5)
+    # The same loss trains: forward_backward gives the same value, and the step has a gradient.
+    fb = tc.forward_backward(data, name, loss_fn_config=cfg or None).result()
+    assert fb.metrics["loss:sum"] == pytest.approx(total, rel=1e-5, abs=1e-5)
+    assert tc.optim_step(types.AdamParams(learning_rate=1e-4)).result().metrics["grad_norm"] > 0
 
 
 def test_cross_entropy_takes_several_targets_per_position(svc, tokenizer):

@@ -39,6 +39,14 @@ const std::vector<LossInfo>& BuiltinLosses() {
        {"logprobs", "advantages"},
        {"weights"}},
       {"dro", {{"beta", std::nullopt}}, {"logprobs", "advantages"}, {"weights"}},
+      // GSPO-token (Tinker's losses/gspo page): the ratio clipped here is the sequence's, the
+      // geometric mean of the token ratios over the tokens sequence_ratio_mask marks. Its clip
+      // bounds are the ratio bounds PPO takes, with PPO's defaults (that page writes the same
+      // clip(·, 1 − ε_low, 1 + ε_high), and the PPO page gives ε = 0.2).
+      {"gspo",
+       {{"clip_low_threshold", 0.8}, {"clip_high_threshold", 1.2}},
+       {"logprobs", "advantages", "sequence_ratio_mask"},
+       {"weights"}},
   };
   return *losses;
 }
@@ -73,7 +81,7 @@ std::string ConfigKeyNames(const LossInfo& info) {
 
 Status CheckRanges(const LossSpec& spec) {
   const auto& c = spec.config;
-  if (spec.name == "ppo" || spec.name == "cispo") {
+  if (spec.name == "ppo" || spec.name == "cispo" || spec.name == "gspo") {
     // Both are bounds on the ratio p/q itself (e.g. 0.8 and 1.2), not ε: a range that leaves out 1
     // is almost always ε passed by mistake.
     const double lo = c.at("clip_low_threshold"), hi = c.at("clip_high_threshold");
@@ -135,6 +143,15 @@ at::Tensor LossTerms(const LossSpec& spec, const at::Tensor& lp,
     }
     return -(coef * lp * adv);
   }
+  if (spec.name == "gspo") {
+    // Every token carries the sequence ratio's value, with the gradient of its own log-probability.
+    at::Tensor in_ratio = in.at("sequence_ratio_mask") != 0;
+    at::Tensor log_ratio = (lp.detach() - sampler_lp).masked_select(in_ratio).mean();
+    const at::Tensor ratio = at::exp(log_ratio + lp - lp.detach());
+    const at::Tensor clipped =
+        at::clamp(ratio, spec.config.at("clip_low_threshold"), spec.config.at("clip_high_threshold"));
+    return -at::minimum(ratio * adv, clipped * adv);
+  }
   const at::Tensor ratio = at::exp(lp - sampler_lp);
   if (spec.name == "importance_sampling") return -(ratio * adv);
   // ppo
@@ -160,8 +177,10 @@ Result<DatumLoss> ComputeCustomLoss(const LossSpec& spec, const at::Tensor& logp
 Result<LossSpec> LossSpec::Make(std::string name, const std::map<std::string, double>& config) {
   const LossInfo* info = FindLoss(name);
   if (info == nullptr) {
-    if (name == "gspo" || name == "stable_reinforce")
-      return Unimplemented("loss_fn '" + name + "' is a Tinker loss OpenRL does not offer yet");
+    if (name == "stable_reinforce")
+      return Unimplemented("loss_fn '" + name + "' is a Tinker loss OpenRL does not offer yet (it needs the "
+                           "stability info Tinker records at sampling time); train with importance_sampling, ppo, "
+                           "cispo or gspo");
     if (name == "custom")
       return InvalidArgument(
           "loss_fn 'custom' runs a loss made with ServiceClient.create_custom_loss; it needs "
@@ -234,6 +253,9 @@ Result<DatumLoss> ComputeDatumLoss(const LossSpec& spec, const at::Tensor& logpr
       if (key == "target_tokens") continue;
       OPENRL_ASSIGN_OR_RETURN(checked[key], CheckedInput(value, prefix + key, logprobs.sizes(), logprobs.device()));
     }
+    if (auto m = checked.find("sequence_ratio_mask"); m != checked.end() && !(m->second != 0).any().item<bool>())
+      return InvalidArgument(prefix + "sequence_ratio_mask marks no token; " + spec.name +
+                             "'s sequence ratio is the mean over the tokens it marks");
     at::Tensor terms = LossTerms(spec, logprobs.to(at::kFloat), checked);  // (T,) or (T, K)
     if (auto w = checked.find("weights"); w != checked.end()) terms = terms * w->second;
     DatumLoss out;

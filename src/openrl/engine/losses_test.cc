@@ -22,6 +22,7 @@ struct Rollout {
   at::Tensor sampler_lp;  // (T,) fp32
   at::Tensor adv;         // (T,) fp32
   at::Tensor weights;     // (T,) fp32, some zeros
+  at::Tensor seq_mask;    // (T,) fp32, about half ones: gspo's sequence_ratio_mask
 };
 
 Rollout RandomRollout(uint64_t seed) {
@@ -32,6 +33,7 @@ Rollout RandomRollout(uint64_t seed) {
   r.sampler_lp = r.lp + 0.45 * at::randn({kT});
   r.adv = at::randn({kT});
   r.weights = at::rand({kT}) * (at::rand({kT}) > 0.25).to(at::kFloat);
+  r.seq_mask = (at::rand({kT}) > 0.5).to(at::kFloat);
   return r;
 }
 
@@ -61,6 +63,18 @@ Reference Expected(const std::string& loss, const Rollout& r, double lo, double 
     const at::Tensor live =
         at::logical_or(at::logical_and(pos, ratio < hi), at::logical_and(~pos, ratio > lo));
     grad = -live.to(at::kDouble) * ratio * a;
+  } else if (loss == "gspo") {
+    // One ratio for the sequence, s = exp(mean of log(p/q) over the masked tokens), carried by every
+    // token with its own logprob's derivative: d s_t / d lp_t = s. Live tokens as in PPO, with s.
+    const at::Tensor m = r.seq_mask.to(at::kDouble);
+    const double s = std::exp(((lp - q) * m).sum().item<double>() / m.sum().item<double>());
+    const at::Tensor ratio_s = at::full_like(lp, s);
+    const at::Tensor pos = a >= 0;
+    const at::Tensor objective_ratio = at::where(pos, at::minimum(ratio_s, at::full_like(lp, hi)),
+                                                 at::maximum(ratio_s, at::full_like(lp, lo)));
+    terms = -objective_ratio * a;
+    const at::Tensor live = at::logical_or(at::logical_and(pos, ratio_s < hi), at::logical_and(~pos, ratio_s > lo));
+    grad = -live.to(at::kDouble) * ratio_s * a;
   } else if (loss == "cispo") {
     const at::Tensor coef = at::where(ratio < lo, at::full_like(ratio, lo),
                                       at::where(ratio > hi, at::full_like(ratio, hi), ratio));
@@ -101,6 +115,7 @@ TEST_P(LossValueTest, ValueAndGradientMatchTheFormula) {
       inputs["logprobs"] = r.sampler_lp;
       inputs["advantages"] = r.adv;
     }
+    if (c.name == "gspo") inputs["sequence_ratio_mask"] = r.seq_mask;
     auto out = ComputeDatumLoss(*spec, lp, inputs, 0);
     ASSERT_TRUE(out.ok()) << out.status().ToString();
     out->loss.backward();
@@ -121,7 +136,10 @@ INSTANTIATE_TEST_SUITE_P(
         LossCase{"cross_entropy", {}}, LossCase{"importance_sampling", {}}, LossCase{"ppo", {}, 0.8, 1.2},
         LossCase{"ppo", {{"clip_high_threshold", 1.28}}, 0.8, 1.28}, LossCase{"cispo", {}, 0.0, 4.0},
         LossCase{"cispo", {{"clip_low_threshold", 0.8}, {"clip_high_threshold", 1.2}}, 0.8, 1.2},
-        LossCase{"dro", {{"beta", 0.05}}, 0, 0, 0.05}, LossCase{"dro", {{"beta", 1.5}}, 0, 0, 1.5}),
+        LossCase{"dro", {{"beta", 0.05}}, 0, 0, 0.05}, LossCase{"dro", {{"beta", 1.5}}, 0, 0, 1.5},
+        LossCase{"gspo", {}, 0.8, 1.2},
+        // Bounds close around 1: the sequence ratio (about exp(±0.1) here) is clipped on one side.
+        LossCase{"gspo", {{"clip_low_threshold", 0.99}, {"clip_high_threshold", 1.01}}, 0.99, 1.01}),
     [](const auto& info) { return info.param.name + "_" + std::to_string(info.index); });
 
 TEST(LossMathTest, RandomRolloutExercisesBothClipSides) {
@@ -146,6 +164,21 @@ TEST(LossMathTest, AbsentWeightsCountEveryToken) {
   auto ce = ComputeDatumLoss(*LossSpec::Make("cross_entropy", {}), r.lp, {}, 0);
   ASSERT_TRUE(ce.ok());
   EXPECT_NEAR(ce->loss.item<double>(), -r.lp.sum().item<double>(), 1e-4);
+}
+
+TEST(LossMathTest, GspoSequenceRatioIsClippedForTheWholeSequence) {
+  // Guards the tight-bounds GSPO case above: the sequence ratio falls outside [0.99, 1.01] for
+  // these seeds, so the clip binds; and a mask marking no token is refused.
+  for (uint64_t seed : {1, 2, 3}) {
+    Rollout r = RandomRollout(seed);
+    double s = std::exp(((r.lp - r.sampler_lp) * r.seq_mask).sum().item<double>() / r.seq_mask.sum().item<double>());
+    EXPECT_TRUE(s < 0.99 || s > 1.01) << seed << ": " << s;
+  }
+  Rollout r = RandomRollout(4);
+  auto none = ComputeDatumLoss(*LossSpec::Make("gspo", {}), r.lp,
+                               {{"logprobs", r.sampler_lp}, {"advantages", r.adv}, {"sequence_ratio_mask", at::zeros({kT})}}, 6);
+  EXPECT_EQ(none.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_THAT(none.status().message(), HasSubstr("data[6].loss_fn_inputs.sequence_ratio_mask marks no token"));
 }
 
 TEST(LossMathTest, DroPenaltyIsMaskedByZeroWeights) {
@@ -190,7 +223,7 @@ void ExpectInvalid(const Status& s, const std::string& needle) {
 
 TEST(LossSpecTest, RejectsBadNamesKeysAndValues) {
   ExpectInvalid(LossSpec::Make("reinforce", {}).status(), "unknown loss_fn 'reinforce'");
-  EXPECT_EQ(LossSpec::Make("gspo", {}).status().code(), ErrorCode::kUnimplemented);
+  EXPECT_EQ(LossSpec::Make("stable_reinforce", {}).status().code(), ErrorCode::kUnimplemented);
   ExpectInvalid(LossSpec::Make("ppo", {{"clip_eps", 0.2}}).status(), "loss_fn_config.clip_eps");
   ExpectInvalid(LossSpec::Make("importance_sampling", {{"beta", 0.1}}).status(), "loss_fn_config.beta");
   ExpectInvalid(LossSpec::Make("cross_entropy", {{"clip_low_threshold", 0.8}}).status(),
