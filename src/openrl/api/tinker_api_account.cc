@@ -240,7 +240,9 @@ void TinkerApi::Impl::Audit(const std::string& key_id, const std::string& event,
   // Committed now, with what was queued before it (the log stays in call order). On failure the
   // records stay queued and the account thread retries them every second.
   Status s = account->Flush();
-  if (!s.ok()) log::Write(log::Level::kWarn, "committing the audit record '" + event + "' failed (retried): " + s.message());
+  if (!s.ok())
+    log::Write(log::Level::kWarn,
+               "committing the audit record '" + event + "' failed (retried): " + s.message());
 }
 
 void TinkerApi::Impl::CountUsage(const std::string& key_id, const std::string& kind,

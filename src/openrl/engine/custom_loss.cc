@@ -275,7 +275,8 @@ Result<std::vector<CustomLossInput>> ParseInputs(const Json& j) {
     if (i == 0 && in.name != "logprobs")
       return InvalidArgument("inputs[0] must be logprobs, got '" + in.name + "'");
     if (i == 0 && in.rank == 0)
-      return InvalidArgument("inputs[0]: logprobs has rank 1 ([T]) or 2 ([T, K], for [T, K] target_tokens), got 0");
+      return InvalidArgument(
+          "inputs[0]: logprobs has rank 1 ([T]) or 2 ([T, K], for [T, K] target_tokens), got 0");
     out.push_back(std::move(in));
   }
   return out;
@@ -469,8 +470,9 @@ Result<CustomLossResult> CustomLoss::Evaluate(const at::Tensor& logprobs,
   const std::string loss = "custom loss '" + name_ + "'";
   if (logprobs.dim() != inputs_[0].rank) {  // logprobs take the rank of the datum's target_tokens
     std::ostringstream s;
-    s << where << ".loss_fn_inputs.target_tokens has shape " << logprobs.sizes() << ", so its logprobs have rank "
-      << logprobs.dim() << ", but " << loss << " declared logprobs with rank " << inputs_[0].rank;
+    s << where << ".loss_fn_inputs.target_tokens has shape " << logprobs.sizes()
+      << ", so its logprobs have rank " << logprobs.dim() << ", but " << loss
+      << " declared logprobs with rank " << inputs_[0].rank;
     return InvalidArgument(s.str());
   }
   std::vector<Value> values(graph_->nodes.size());

@@ -61,9 +61,9 @@ class CustomLoss {
   const std::string& name() const { return name_; }
   const std::vector<CustomLossInput>& inputs() const { return inputs_; }
 
-  // Runs the graph on one datum: `logprobs` (T,) or (T, K), the declared rank, floating (may require grad) and the datum's
-  // loss_fn_inputs (those the loss does not read are ignored). Errors name the datum and, for a
-  // failing operation, the node: "data[2]: custom loss 'dpo', node 'mul_2' (operator.mul): ...".
+  // Runs the graph on one datum: `logprobs` (T,) or (T, K), the declared rank, floating (may require grad)
+  // and the datum's loss_fn_inputs (those the loss does not read are ignored). Errors name the datum and, for
+  // a failing operation, the node: "data[2]: custom loss 'dpo', node 'mul_2' (operator.mul): ...".
   Result<CustomLossResult> Evaluate(const at::Tensor& logprobs,
                                     const std::map<std::string, at::Tensor>& loss_fn_inputs,
                                     int64_t datum_index) const;

@@ -149,11 +149,12 @@ TEST(CustomLoss, RefusalsNameTheNodeAndTheProblem) {
 
 // logprobs of rank 2: datums with (T, K) target_tokens (top-K distillation). The rank must match.
 TEST(CustomLoss, LogprobsOfRankTwoFollowTheTargets) {
-  auto loss = CustomLoss::Parse("r2", Inputs({{"logprobs", 2}, {"weights", 2}}),
-                                Graph({Placeholder("logprobs"), Placeholder("weights"),
-                                       Call("mul", "operator.mul", Json::array({Ref("logprobs"), Ref("weights")})),
-                                       Method("sum_1", "sum", Json::array({Ref("mul")})),
-                                       Call("neg", "operator.neg", Json::array({Ref("sum_1")})), Output("neg")}));
+  auto loss =
+      CustomLoss::Parse("r2", Inputs({{"logprobs", 2}, {"weights", 2}}),
+                        Graph({Placeholder("logprobs"), Placeholder("weights"),
+                               Call("mul", "operator.mul", Json::array({Ref("logprobs"), Ref("weights")})),
+                               Method("sum_1", "sum", Json::array({Ref("mul")})),
+                               Call("neg", "operator.neg", Json::array({Ref("sum_1")})), Output("neg")}));
   ASSERT_TRUE(loss.ok()) << loss.status().message();
   at::Tensor lp = at::rand({4, 3}).neg_().requires_grad_(true), w = at::rand({4, 3});
   auto r = (*loss)->Evaluate(lp, {{"weights", w}}, 0);
@@ -161,9 +162,10 @@ TEST(CustomLoss, LogprobsOfRankTwoFollowTheTargets) {
   EXPECT_NEAR(r->loss.item<double>(), -(lp * w).sum().item<double>(), 1e-5);
   auto wrong = (*loss)->Evaluate(at::zeros({4}), {{"weights", at::zeros({4})}}, 5);
   EXPECT_EQ(wrong.status().code(), ErrorCode::kInvalidArgument);
-  EXPECT_THAT(wrong.status().message(),
-              HasSubstr("data[5].loss_fn_inputs.target_tokens has shape [4], so its logprobs have rank 1, but "
-                        "custom loss 'r2' declared logprobs with rank 2"));
+  EXPECT_THAT(
+      wrong.status().message(),
+      HasSubstr("data[5].loss_fn_inputs.target_tokens has shape [4], so its logprobs have rank 1, but "
+                "custom loss 'r2' declared logprobs with rank 2"));
 }
 
 TEST(CustomLoss, EvaluationErrorsNameTheDatumTheInputAndTheNode) {

@@ -52,9 +52,10 @@ Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
   return out;
 }
 
-Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs, const std::vector<at::Tensor>& targets,
-                             const model::ModelConfig& cfg) {
-  if (inputs.size() != targets.size()) return InvalidArgument("inputs and targets hold different numbers of rows");
+Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
+                             const std::vector<at::Tensor>& targets, const model::ModelConfig& cfg) {
+  if (inputs.size() != targets.size())
+    return InvalidArgument("inputs and targets hold different numbers of rows");
   int64_t K = 0;
   std::vector<std::vector<int32_t>> firsts;  // each row's first target column, checked by the other overload
   for (size_t b = 0; b < targets.size(); ++b) {
@@ -104,7 +105,8 @@ at::Tensor TargetLogprobs(const model::Transformer& model, const TokenBatch& bat
   args.input_ids = batch.input_ids.to(model.device());
   args.lora = lora;
   args.checkpoint_layers = checkpoint_layers;
-  at::Tensor lp = model.TargetLogprobs(model.Hidden(args), batch.targets.to(model.device()), lora);  // (B, T[, K])
+  at::Tensor lp =
+      model.TargetLogprobs(model.Hidden(args), batch.targets.to(model.device()), lora);  // (B, T[, K])
   at::Tensor mask = batch.mask.to(model.device());
   return lp * (lp.dim() == 3 ? mask.unsqueeze(-1) : mask);
 }

@@ -33,8 +33,8 @@ Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
 
 // The same from per-row target tensors, each (T_b,) or (T_b, K_b) int64 (K_b targets per
 // position). With any 2-D row, `targets` is (B, T, K) for the largest K_b.
-Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs, const std::vector<at::Tensor>& targets,
-                             const model::ModelConfig& cfg);
+Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
+                             const std::vector<at::Tensor>& targets, const model::ModelConfig& cfg);
 
 // log p(target | prefix) per position (B, T), or (B, T, K) for (B, T, K) targets; fp32; zero where
 // mask is 0.

@@ -178,9 +178,11 @@ Result<LossSpec> LossSpec::Make(std::string name, const std::map<std::string, do
   const LossInfo* info = FindLoss(name);
   if (info == nullptr) {
     if (name == "stable_reinforce")
-      return Unimplemented("loss_fn '" + name + "' is a Tinker loss OpenRL does not offer yet (it needs the "
-                           "stability info Tinker records at sampling time); train with importance_sampling, ppo, "
-                           "cispo or gspo");
+      return Unimplemented(
+          "loss_fn '" + name +
+          "' is a Tinker loss OpenRL does not offer yet (it needs the "
+          "stability info Tinker records at sampling time); train with importance_sampling, ppo, "
+          "cispo or gspo");
     if (name == "custom")
       return InvalidArgument(
           "loss_fn 'custom' runs a loss made with ServiceClient.create_custom_loss; it needs "
@@ -232,8 +234,10 @@ Result<DatumLoss> ComputeDatumLoss(const LossSpec& spec, const at::Tensor& logpr
   const std::string prefix = where + ".loss_fn_inputs.";
   if (logprobs.dim() == 2 && spec.name != "cross_entropy")
     return InvalidArgument(prefix + "target_tokens has shape [" + std::to_string(logprobs.size(0)) + ", " +
-                           std::to_string(logprobs.size(1)) + "]: several targets per position (top-K distillation) "
-                           "are taken by cross_entropy only, not by " + spec.name);
+                           std::to_string(logprobs.size(1)) +
+                           "]: several targets per position (top-K distillation) "
+                           "are taken by cross_entropy only, not by " +
+                           spec.name);
   try {
     for (const auto& [key, value] : inputs) {
       if (key == "target_tokens" || Contains(info->required_inputs, key) ||
@@ -251,9 +255,11 @@ Result<DatumLoss> ComputeDatumLoss(const LossSpec& spec, const at::Tensor& logpr
                                Join(info->required_inputs));
     for (const auto& [key, value] : inputs) {
       if (key == "target_tokens") continue;
-      OPENRL_ASSIGN_OR_RETURN(checked[key], CheckedInput(value, prefix + key, logprobs.sizes(), logprobs.device()));
+      OPENRL_ASSIGN_OR_RETURN(checked[key],
+                              CheckedInput(value, prefix + key, logprobs.sizes(), logprobs.device()));
     }
-    if (auto m = checked.find("sequence_ratio_mask"); m != checked.end() && !(m->second != 0).any().item<bool>())
+    if (auto m = checked.find("sequence_ratio_mask");
+        m != checked.end() && !(m->second != 0).any().item<bool>())
       return InvalidArgument(prefix + "sequence_ratio_mask marks no token; " + spec.name +
                              "'s sequence ratio is the mean over the tokens it marks");
     at::Tensor terms = LossTerms(spec, logprobs.to(at::kFloat), checked);  // (T,) or (T, K)

@@ -73,7 +73,8 @@ Reference Expected(const std::string& loss, const Rollout& r, double lo, double 
     const at::Tensor objective_ratio = at::where(pos, at::minimum(ratio_s, at::full_like(lp, hi)),
                                                  at::maximum(ratio_s, at::full_like(lp, lo)));
     terms = -objective_ratio * a;
-    const at::Tensor live = at::logical_or(at::logical_and(pos, ratio_s < hi), at::logical_and(~pos, ratio_s > lo));
+    const at::Tensor live =
+        at::logical_or(at::logical_and(pos, ratio_s < hi), at::logical_and(~pos, ratio_s > lo));
     grad = -live.to(at::kDouble) * ratio_s * a;
   } else if (loss == "cispo") {
     const at::Tensor coef = at::where(ratio < lo, at::full_like(ratio, lo),
@@ -171,14 +172,17 @@ TEST(LossMathTest, GspoSequenceRatioIsClippedForTheWholeSequence) {
   // these seeds, so the clip binds; and a mask marking no token is refused.
   for (uint64_t seed : {1, 2, 3}) {
     Rollout r = RandomRollout(seed);
-    double s = std::exp(((r.lp - r.sampler_lp) * r.seq_mask).sum().item<double>() / r.seq_mask.sum().item<double>());
+    double s =
+        std::exp(((r.lp - r.sampler_lp) * r.seq_mask).sum().item<double>() / r.seq_mask.sum().item<double>());
     EXPECT_TRUE(s < 0.99 || s > 1.01) << seed << ": " << s;
   }
   Rollout r = RandomRollout(4);
-  auto none = ComputeDatumLoss(*LossSpec::Make("gspo", {}), r.lp,
-                               {{"logprobs", r.sampler_lp}, {"advantages", r.adv}, {"sequence_ratio_mask", at::zeros({kT})}}, 6);
+  auto none = ComputeDatumLoss(
+      *LossSpec::Make("gspo", {}), r.lp,
+      {{"logprobs", r.sampler_lp}, {"advantages", r.adv}, {"sequence_ratio_mask", at::zeros({kT})}}, 6);
   EXPECT_EQ(none.status().code(), ErrorCode::kInvalidArgument);
-  EXPECT_THAT(none.status().message(), HasSubstr("data[6].loss_fn_inputs.sequence_ratio_mask marks no token"));
+  EXPECT_THAT(none.status().message(),
+              HasSubstr("data[6].loss_fn_inputs.sequence_ratio_mask marks no token"));
 }
 
 TEST(LossMathTest, DroPenaltyIsMaskedByZeroWeights) {
@@ -294,8 +298,9 @@ TEST(SeveralTargets, CrossEntropySumsWeightedLogprobsOverEveryTarget) {
   out->loss.backward();
   EXPECT_TRUE(at::allclose(lp.grad(), -w));
   at::Tensor wrong = at::rand({5});
-  EXPECT_EQ(ComputeDatumLoss(*LossSpec::Make("cross_entropy", {}), lp, {{"weights", wrong}}, 2).status().message(),
-            "data[2].loss_fn_inputs.weights has shape [5], expected [5, 4]");
+  EXPECT_EQ(
+      ComputeDatumLoss(*LossSpec::Make("cross_entropy", {}), lp, {{"weights", wrong}}, 2).status().message(),
+      "data[2].loss_fn_inputs.weights has shape [5], expected [5, 4]");
   auto ppo = ComputeDatumLoss(*LossSpec::Make("ppo", {}), lp.detach(),
                               {{"logprobs", at::zeros({5})}, {"advantages", at::zeros({5})}}, 1);
   EXPECT_EQ(ppo.status().code(), ErrorCode::kInvalidArgument);

@@ -515,9 +515,10 @@ void Scheduler::Impl::EngineLoop() {
   auto& cycles = reg.Counter("openrl_engine_cycles_total", "Clock cycles executed").Get();
   auto& depth = reg.Gauge("openrl_engine_queued_requests", "Requests queued for the engine").Get();
   auto& decoding = reg.Gauge("openrl_engine_generation_rows", "Sample rows decoding in running generations").Get();
-  auto& gather_waits = reg.Counter("openrl_engine_gather_waits_total",
-                                   "Cycles that waited (at most the gather window) for an active client's request")
-                           .Get();
+  auto& gather_waits =
+      reg.Counter("openrl_engine_gather_waits_total",
+                  "Cycles that waited (at most the gather window) for an active client's request")
+          .Get();
   auto run_item = [&](RunState& run, QueuedItem& item) {
     Result<Output> out = Internal("unreachable");
     if (auto* w = std::get_if<OptimStepWork>(&item.work)) out = RunOptimStep(run, *w);

@@ -22,7 +22,8 @@ void Compare(at::ScalarType dtype, int64_t chunk_rows, double tol, int64_t keep_
   int64_t N = 10, H = 16, V = 97;
   at::Tensor hidden = at::randn({N, H}).to(dtype);
   at::Tensor head = (at::randn({V, H}) * 0.5).to(dtype);
-  at::Tensor targets = several > 0 ? at::randint(0, V, {N, several}, at::kLong) : at::randint(0, V, {N}, at::kLong);
+  at::Tensor targets =
+      several > 0 ? at::randint(0, V, {N, several}, at::kLong) : at::randint(0, V, {N}, at::kLong);
   if (several > 1) targets[2][1] = targets[2][0];  // the same token twice: both gradients add up
   at::Tensor g = at::randn(targets.sizes());
 
