@@ -405,7 +405,7 @@ Status Scheduler::Submit(const std::string& run_id, int64_t seq_id, Work work, D
       run.queue.emplace(seq_id, QueuedItem{std::move(work), std::move(done)});
     }
     run.info.last_request_at = NowIso();
-    impl_->client_seen[run_id] = std::chrono::steady_clock::now();
+    impl_->SeenClient(run_id);
     ++impl_->queued;
   }
   impl_->cv.notify_all();
@@ -432,7 +432,7 @@ Status Scheduler::SubmitSample(SampleWork work, Done done) {
     auto sampler = impl_->samplers.find(work.sampling_session_id);
     if (sampler == impl_->samplers.end())
       return NotFound("sampling session '" + work.sampling_session_id + "' is unknown");
-    impl_->client_seen[sampler->second->client] = std::chrono::steady_clock::now();
+    impl_->SeenClient(sampler->second->client);
     impl_->sample_queue.emplace_back(std::move(work), std::move(done));
     ++impl_->queued;
   }
@@ -466,6 +466,14 @@ QueuedItem* Scheduler::Impl::ReadyItem(RunState& run) {
   }
   auto it = run.queue.find(run.next_seq);
   return it == run.queue.end() ? nullptr : &it->second;
+}
+
+void Scheduler::Impl::SeenClient(const std::string& client) {
+  auto now = std::chrono::steady_clock::now();
+  client_seen[client] = now;
+  if (client_seen.size() <= 256) return;  // a busy engine seldom runs AwaitingClient, which forgets too
+  for (auto it = client_seen.begin(); it != client_seen.end();)
+    it = now - it->second > options.client_active ? client_seen.erase(it) : std::next(it);
 }
 
 bool Scheduler::Impl::AwaitingClient() {

@@ -104,6 +104,9 @@ struct Scheduler::Impl {
   // i.e. whether waiting the gather window could pack its next request into the coming cycle. A
   // lone client never waits. Forgets clients idle for longer.
   bool AwaitingClient();
+  // Under `mu`: `client` sent work now (forgets clients idle for longer than client_active once
+  // many are known).
+  void SeenClient(const std::string& client);
 
   // scheduler_train.cc
   // Brings an offloaded run's state back into memory (engine thread).
