@@ -331,9 +331,9 @@ def test_audit_log_shows_the_actions_in_order(openrl_bin, server):
         client.close("success").result()
 
 
-def test_an_answered_action_keeps_its_audit_record_through_kill_9(openrl_bin, tmp_path):
-    """Audit records are committed before the action is answered: killing the server right after
-    the answers loses none of them."""
+def test_answered_requests_keep_their_audit_records_and_usage_through_kill_9(openrl_bin, tmp_path):
+    """Audit records are committed before the action is answered, and usage before the result it was
+    counted for: killing the server right after the answers loses none of them."""
     from tinker_server import Server
     key = create_key(openrl_bin, tmp_path, name="grace")
     srv = Server(openrl_bin, tmp_path).start()
@@ -344,12 +344,15 @@ def test_an_answered_action_keeps_its_audit_record_through_kill_9(openrl_bin, tm
         rest = rest_client(srv, key)
         rest.publish_checkpoint_from_tinker_path(path).result()
         rest.unpublish_checkpoint_from_tinker_path(path).result()
+        tc.forward_backward([datum(DATA[0])], "cross_entropy").result()
     finally:
         srv.kill9()  # at once: nothing is given a second to be flushed
     db = sqlite3.connect(f"file:{tmp_path / 'openrl.db'}?mode=ro", uri=True)
     events = [e for (e,) in db.execute("SELECT event FROM audit_log ORDER BY seq")]
+    usage = dict(db.execute("SELECT kind, SUM(quantity) FROM usage_hours GROUP BY kind").fetchall())
     db.close()
     assert events == ["training_run_create", "checkpoint_create", "checkpoint_publish", "checkpoint_unpublish"]
+    assert usage == {"checkpoint": 1, "training": len(DATA[0]) - 1}
 
 
 def test_usage_counts_what_the_engine_did(openrl_bin, server):

@@ -6,9 +6,10 @@
 //
 // Audit records are committed before the action they record is answered: Audit() commits the
 // queue at once, so a crash right after a response never loses its record. Usage counts, which
-// the engine thread adds as every request completes, are queued in memory and committed by this
-// file's thread once a second (and before any read of them, and with the next audit record), so
-// the engine never waits on the disk for them; a crash loses at most the last second of counts.
+// the engine thread adds as every request completes, are queued in memory (the engine never waits
+// on the disk for them) and committed by the futures' writer just before it commits the results
+// they were counted for, so a result a client has read never lacks its usage after a crash; this
+// file's thread also commits them once a second, and before any read of them.
 #include <condition_variable>
 #include <thread>
 
@@ -577,6 +578,14 @@ void TinkerApi::Impl::InstallSharing(http::Router& r, const std::shared_ptr<Impl
 
 void TinkerApi::Impl::InstallAccount(http::Router& r, const std::shared_ptr<Impl>& self) {
   account = std::make_shared<AccountState>(db);
+  // The usage an outcome's producer counted is committed before the outcome itself, so a result a
+  // client has read is never missing from its usage after a crash.
+  futures.SetBeforeCommit([state = std::weak_ptr<AccountState>(account)] {
+    if (std::shared_ptr<AccountState> s = state.lock()) {
+      Status st = s->Flush();
+      if (!st.ok()) log::Write(log::Level::kWarn, "committing usage before future results failed (retried): " + st.message());
+    }
+  });
   InstallSharing(r, self);
   InstallKeyAndUsage(r, self);
   InstallSessions(r, self);

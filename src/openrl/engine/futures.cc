@@ -68,7 +68,9 @@ void FutureStore::WriterLoop() {
     if (outcomes_.empty()) return;
     std::vector<Outcome> batch;
     batch.swap(outcomes_);
+    std::function<void()> before = before_commit_;
     lock.unlock();
+    if (before) before();
     std::string now = Now();
     Status s = db_.Transaction([&](Tx& tx) -> Status {
       for (const Outcome& o : batch) {
@@ -92,6 +94,11 @@ void FutureStore::WriterLoop() {
     written_outcomes_ += static_cast<int64_t>(batch.size());
     written_cv_.notify_all();
   }
+}
+
+void FutureStore::SetBeforeCommit(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  before_commit_ = std::move(hook);
 }
 
 void FutureStore::Flush() {

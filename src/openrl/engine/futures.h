@@ -72,6 +72,10 @@ class FutureStore {
   Status Discard(const std::string& id);
   // Blocks until every queued outcome is committed (tests, shutdown).
   void Flush();
+  // Runs on the writer thread before each batch of outcomes is committed, so what the outcomes'
+  // producers recorded before Complete/Fail (the API's usage counts) is durable before any client
+  // can read those outcomes. Set once, before requests arrive.
+  void SetBeforeCommit(std::function<void()> hook);
 
   Result<FutureRecord> Get(const std::string& id);
   // Calls `done` once: with the record as soon as it is finished, or with the still-pending
@@ -107,6 +111,7 @@ class FutureStore {
   std::vector<Outcome> outcomes_;
   int64_t queued_outcomes_ = 0, written_outcomes_ = 0;
   bool write_stopping_ = false;
+  std::function<void()> before_commit_;
   std::thread writer_;
 };
 

@@ -40,6 +40,21 @@ TEST(FutureStore, CompletesAndWakesWaiters) {
   EXPECT_EQ(futures.Get(f->id)->state, "done");
 }
 
+// The hook (the API commits its usage counts there) runs on the writer before the outcome it
+// precedes is committed: the future is still pending when it runs, and done after.
+TEST(FutureStore, BeforeCommitRunsBeforeTheOutcomeIsCommitted) {
+  auto db = FreshDb("before_commit");
+  FutureStore futures(*db);
+  auto f = futures.Create("forward", "key_a", std::string("run1"), 1, "h1");
+  ASSERT_TRUE(f.ok());
+  std::vector<std::string> seen;
+  futures.SetBeforeCommit([&] { seen.push_back(futures.Get(f->id)->state); });
+  futures.Complete(f->id, "r", "json");
+  futures.Flush();
+  EXPECT_EQ(seen, std::vector<std::string>{"pending"});
+  EXPECT_EQ(futures.Get(f->id)->state, "done");
+}
+
 TEST(FutureStore, SameSeqIdIsIdempotentOnlyForTheSameRequest) {
   auto db = FreshDb("idempotent");
   FutureStore futures(*db);
