@@ -333,6 +333,37 @@ def test_cross_entropy_takes_several_targets_per_position(svc, tokenizer):
             "target_tokens": types.TensorData.from_torch(targets), "weights": [1.0] * T})], "cross_entropy").result()
 
 
+def test_sparse_and_oversized_loss_inputs_are_refused_before_anything_is_allocated(svc, server):
+    """A small protobuf body cannot ask for a huge tensor: a sparse CSR input's rows must be the datum's
+    tokens and its columns at most 1024, and a shape whose size overflows is refused (400, field named;
+    before, a 200000 x 200000 sparse target tensor got a 500 from a failed 320 GB allocation)."""
+    from tinker.proto import tinker_public_pb2 as pb
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=2).result()
+
+    def send(shape, sparse=True, rows=None):
+        req = pb.ForwardBackwardRequest(model_id=tc.model_id, seq_id=0, loss_fn="cross_entropy")
+        d = req.data.add()
+        d.model_input.add().encoded_text.tokens = np.array([1, 2, 3], dtype=np.int32).tobytes()
+        t = d.loss_fn_inputs["target_tokens"]
+        t.dtype = pb.DTYPE_INT64
+        t.shape.extend(shape)
+        if sparse:
+            t.sparse_csr.crow_indices = np.zeros((rows or shape[0]) + 1, dtype=np.int64).tobytes()
+        else:
+            t.dense = b""
+        return httpx.post(server.url + "/api/v1/forward_backward", content=req.SerializeToString(),
+                          headers={"X-API-Key": server.key, "Content-Type": "application/x-protobuf"})
+
+    r = send([200000, 200000])
+    assert r.status_code == 400 and "sparse CSR tensor of 200000 rows; the datum has 3 input tokens" in r.json()["detail"]
+    r = send([3, 5000])
+    assert r.status_code == 400 and "5000 columns; at most 1024" in r.json()["detail"]
+    r = send([2 ** 40, 2 ** 40, 2 ** 40], sparse=False)
+    assert r.status_code == 400 and "target_tokens: shape is too large" in r.json()["detail"]
+    r = send([3, 4])  # well formed: every target 0 (no stored values) — accepted
+    assert r.status_code == 200, r.text
+
+
 def test_bad_input_is_a_readable_4xx_and_leaves_the_run_unchanged(svc, server, tokenizer):
     tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=8).result()
     ids = tokenizer("Bad input must not change the run.", add_special_tokens=False).input_ids

@@ -26,12 +26,18 @@ Result<std::vector<T>> Unpack(const std::string& bytes, const std::string& where
   return v;
 }
 
-// A dense (T,) tensor from a proto Tensor: int64/int32 → int64, float32/bf16 → float32.
-Result<at::Tensor> TensorFromProto(const pb::Tensor& t, const std::string& where) {
+// A sparse tensor is rebuilt dense: its rows are the datum's input tokens, and at most this many
+// columns (targets per position) are accepted, so a small request cannot ask for a huge tensor.
+constexpr int64_t kMaxColumns = 1024;
+
+// A dense tensor from a proto Tensor: int64/int32 → int64, float32/bf16 → float32. `rows` is the
+// datum's number of input tokens, the first dimension a sparse CSR tensor must have.
+Result<at::Tensor> TensorFromProto(const pb::Tensor& t, const std::string& where, int64_t rows) {
   int64_t numel = 1;
   std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
   for (int64_t d : shape) {
     if (d < 0) return InvalidArgument(where + ": negative dimension in shape");
+    if (d > 0 && numel > std::numeric_limits<int64_t>::max() / d) return InvalidArgument(where + ": shape is too large");
     numel *= d;
   }
   at::ScalarType type;
@@ -46,24 +52,33 @@ Result<at::Tensor> TensorFromProto(const pb::Tensor& t, const std::string& where
   at::Tensor out;
   if (t.has_sparse_csr()) {
     if (shape.size() != 2) return InvalidArgument(where + ": a sparse CSR tensor must be 2-D");
+    if (shape[0] != rows)
+      return InvalidArgument(where + ": a sparse CSR tensor of " + std::to_string(shape[0]) +
+                             " rows; the datum has " + std::to_string(rows) + " input tokens");
+    if (shape[1] > kMaxColumns)
+      return InvalidArgument(where + ": " + std::to_string(shape[1]) + " columns; at most " +
+                             std::to_string(kMaxColumns) + " values per position are accepted");
     const auto& csr = t.sparse_csr();
     OPENRL_ASSIGN_OR_RETURN(auto crow, Unpack<int64_t>(csr.crow_indices(), where + ".crow_indices"));
     OPENRL_ASSIGN_OR_RETURN(auto col, Unpack<int64_t>(csr.col_indices(), where + ".col_indices"));
     if (static_cast<int64_t>(crow.size()) != shape[0] + 1 || csr.values().size() != col.size() * item ||
         (!crow.empty() && (crow.front() != 0 || crow.back() != static_cast<int64_t>(col.size()))))
       return InvalidArgument(where + ": sparse CSR indices do not match the shape and values");
-    at::Tensor values = at::empty({static_cast<int64_t>(col.size())}, at::TensorOptions().dtype(type));
-    if (!col.empty()) std::memcpy(values.data_ptr(), csr.values().data(), csr.values().size());
-    out = at::zeros(shape, at::TensorOptions().dtype(type));
+    std::vector<int64_t> row_of(col.size());
     for (int64_t r = 0; r < shape[0]; ++r) {
       if (crow[r] > crow[r + 1]) return InvalidArgument(where + ": crow_indices decrease");
       for (int64_t k = crow[r]; k < crow[r + 1]; ++k) {
         if (col[k] < 0 || col[k] >= shape[1]) return InvalidArgument(where + ": column index out of range");
-        out[r][col[k]] = values[k];
+        row_of[k] = r;
       }
     }
+    int64_t nnz = static_cast<int64_t>(col.size());
+    at::Tensor values = at::empty({nnz}, at::TensorOptions().dtype(type));
+    if (nnz) std::memcpy(values.data_ptr(), csr.values().data(), csr.values().size());
+    out = at::zeros(shape, at::TensorOptions().dtype(type));
+    if (nnz) out.index_put_({at::tensor(row_of, at::kLong), at::tensor(col, at::kLong)}, values);
   } else {
-    if (t.dense().size() != static_cast<size_t>(numel) * item)
+    if (t.dense().size() % item != 0 || t.dense().size() / item != static_cast<size_t>(numel))
       return InvalidArgument(where + ": " + std::to_string(t.dense().size()) + " bytes do not hold shape [" +
                              [&] {
                                std::string s;
@@ -173,7 +188,8 @@ Status DecodeForwardBackwardProto(const std::string& body, ForwardBackwardCall& 
       td.tokens.insert(td.tokens.end(), toks.begin(), toks.end());
     }
     for (const auto& [name, tensor] : d.loss_fn_inputs()) {
-      OPENRL_ASSIGN_OR_RETURN(td.loss_inputs[name], TensorFromProto(tensor, Field(where, name)));
+      OPENRL_ASSIGN_OR_RETURN(td.loss_inputs[name], TensorFromProto(tensor, Field(where, name),
+                                                                    static_cast<int64_t>(td.tokens.size())));
     }
     OPENRL_RETURN_IF_ERROR(CheckDatum(td, custom, where));
     data.push_back(std::move(td));
@@ -248,9 +264,16 @@ Result<at::Tensor> TensorFromJson(const Json& j, const std::string& where) {
   }
   if (j.contains("shape") && j["shape"].is_array()) {
     std::vector<int64_t> shape;
-    for (const Json& d : j["shape"]) shape.push_back(d.get<int64_t>());
+    for (const Json& d : j["shape"]) {
+      if (!d.is_number_integer() || d.get<int64_t>() < 0)
+        return InvalidArgument(where + ".shape must hold non-negative integers");
+      shape.push_back(d.get<int64_t>());
+    }
     int64_t n = 1;
-    for (int64_t d : shape) n *= d;
+    for (int64_t d : shape) {
+      if (d > 0 && n > std::numeric_limits<int64_t>::max() / d) return InvalidArgument(where + ": shape is too large");
+      n *= d;
+    }
     if (n != t.numel()) return InvalidArgument(where + ": data does not fill its shape");
     t = t.reshape(shape);
   }
