@@ -821,6 +821,36 @@ def test_checkpoint_ttl_expires_it_for_clients(svc, server, tokenizer):
     tc.load_state(kept).result()
 
 
+def test_kv_cache_budget_defers_sample_requests_and_refuses_what_cannot_fit(openrl_bin, tmp_path, tokenizer):
+    """--max-kv-cache-mb bounds the keys and values of a model's running generations: requests that
+    would go past it wait for rows to finish (and then give the same tokens as alone), and one that
+    needs more on its own is refused with a 400 saying how much it needs. SmolLM2 in fp32 takes
+    46080 bytes per token, so 4 MiB hold 91: one request of 4 x (prompt + 8) tokens, not two."""
+    key = create_key(openrl_bin, tmp_path)
+    srv = Server(openrl_bin, tmp_path, extra_args=["--max-kv-cache-mb", "4"]).start()
+    try:
+        svc = service_client(srv, key)
+        sampler = svc.create_sampling_client(base_model=SMOLLM2_NAME).result()
+        ids = tokenizer("The budget keeps the cache small.", add_special_tokens=False).input_ids
+        prompt = types.ModelInput.from_ints(ids)
+        params = types.SamplingParams(max_tokens=8, temperature=0.0)
+        alone = [s.tokens for s in sampler.sample(prompt, num_samples=4, sampling_params=params).result().sequences]
+
+        def deferrals():
+            return srv.metrics().get("openrl_engine_sample_deferrals_total", 0.0)
+
+        before = deferrals()
+        futures = [sampler.sample(prompt, num_samples=4, sampling_params=params) for _ in range(3)]
+        for f in futures:
+            assert [s.tokens for s in f.result().sequences] == alone
+        assert deferrals() > before, "three concurrent requests never waited for room"
+        with pytest.raises(Exception, match=r"KV cache would take \d+ MiB \(num_samples 24 .* at most 4 MiB"):
+            sampler.sample(prompt, num_samples=24, sampling_params=params).result()
+        svc.close("success").result()
+    finally:
+        srv.stop()
+
+
 def test_a_short_sample_request_joins_a_running_generation_and_finishes_first(svc, tokenizer):
     """Continuous batching: a request that arrives while a long generation runs joins it between
     decode steps, instead of waiting for the whole generation; both results stay exact."""

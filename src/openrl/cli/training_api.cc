@@ -50,6 +50,8 @@ Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& 
   so.max_tokens_per_pass = o.max_tokens_per_pass;
   if (o.max_resident_runs < 1) return InvalidArgument("--max-resident-runs must be at least 1");
   so.max_resident_runs = o.max_resident_runs;
+  if (o.max_kv_cache_mb < 1) return InvalidArgument("--max-kv-cache-mb must be at least 1");
+  so.max_kv_cache_bytes = o.max_kv_cache_mb << 20;
   t->scheduler = std::make_unique<engine::Scheduler>(*t->db, so);
   for (const std::string& spec : o.base_models) {
     size_t eq = spec.find('=');

@@ -24,6 +24,7 @@ struct TrainingApiOptions {
   int64_t max_tokens_per_pass = 16384;
   int64_t session_timeout_seconds = 1800;
   int64_t max_resident_runs = 64;  // beyond: least recently used run states offloaded to disk
+  int64_t max_kv_cache_mb = 8192;  // keys and values of one model's running generations
   std::string public_url;                // origin of signed download URLs ("" → the request's Host)
   int64_t download_url_ttl_seconds = 3600;
 };

@@ -76,6 +76,9 @@ class GenerationBatch {
   Status Remove(const std::vector<int64_t>& tickets);
   int64_t rows() const;
   bool empty() const { return rows() == 0; }
+  // Bytes of keys and values the batch's cache would hold once `requests` joined (Add), from the
+  // rows and the cache length their prompts and max_tokens call for.
+  int64_t CacheBytesAfter(const std::vector<SampleRequest>& requests) const;
 
  private:
   struct Impl;

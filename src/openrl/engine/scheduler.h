@@ -49,6 +49,10 @@ struct SchedulerOptions {
   // Adapters (with their AdamW moments) held in memory; beyond, the least recently used runs are
   // offloaded to <data_dir>/offload and brought back when their next request runs.
   int64_t max_resident_runs = 64;
+  // Keys and values the running generations of one model hold at most (--max-kv-cache-mb): a request that
+  // would take the cache past it waits for rows to finish; one that needs more on its own is
+  // refused (INVALID_ARGUMENT) when it is submitted.
+  int64_t max_kv_cache_bytes = int64_t{8} << 30;
   // When work arrives at an idle engine while another client that sent work within `client_active`
   // has none queued, wait up to this long before forming the cycle, so that client's request, sent
   // at about the same time, is packed into it. A client is a training run together with the

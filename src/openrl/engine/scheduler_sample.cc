@@ -4,6 +4,7 @@
 #include <random>
 
 #include "openrl/core/ids.h"
+#include "openrl/core/metrics.h"
 #include "openrl/engine/scheduler_internal.h"
 
 namespace openrl::engine {
@@ -88,8 +89,11 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
   struct ModelGroup {
     const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
     std::vector<Newcomer> newcomers;
+    std::vector<SampleRequest> rows;  // every newcomer's rows, for the cache budget
+    bool deferring = false;           // a request waits for room: the later ones wait behind it
   };
   std::map<const model::Transformer*, ModelGroup> by_model;
+  std::vector<std::pair<SampleWork, Done>> deferred;
   std::random_device rd;
   for (auto& [w, done] : batch) {
     SamplerState* sampler = nullptr;
@@ -105,16 +109,9 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
       ++failed;
       continue;
     }
-    auto pending = std::make_shared<PendingSample>();
-    pending->cancel_id = w.cancel_id;
-    pending->done = std::move(done);
-    pending->adapter = sampler->adapter;
-    pending->weights = sampler->weights;
-    pending->out.sequences.resize(static_cast<size_t>(w.num_samples));
-    pending->remaining = w.num_samples;
     uint64_t seed = w.params.seed ? *w.params.seed : (static_cast<uint64_t>(rd()) << 32 | rd());
     const model::Transformer* weights = sampler->weights ? sampler->weights.get() : sampler->base->model.model.get();
-    Newcomer n{pending, {}};
+    std::vector<SampleRequest> rows;
     for (int64_t s = 0; s < w.num_samples; ++s) {
       SampleRequest r;
       r.prompt = w.prompt;
@@ -125,11 +122,46 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
         r.params.prompt_top_logprobs = 0;
       }
       r.adapter = sampler->adapter.get();
-      n.rows.push_back(std::move(r));
+      rows.push_back(std::move(r));
     }
     ModelGroup& group = by_model[weights];
+    // The KV cache budget: a request that would take this model's cache past it waits (queued
+    // again, in order) while rows are decoding or others join now; alone, it always fits (checked
+    // on submission).
+    auto running = generations.find(weights);
+    bool busy = !group.rows.empty() || (running != generations.end() && running->second.batch && !running->second.batch->empty());
+    if (busy) {
+      std::vector<SampleRequest> after = group.rows;
+      after.insert(after.end(), rows.begin(), rows.end());
+      int64_t bytes = running != generations.end() && running->second.batch
+                          ? running->second.batch->CacheBytesAfter(after)
+                          : GenerationBatch(*weights).CacheBytesAfter(after);
+      if (group.deferring || bytes > options.max_kv_cache_bytes) {
+        group.deferring = true;
+        deferred.emplace_back(std::move(w), std::move(done));
+        continue;
+      }
+    }
+    auto pending = std::make_shared<PendingSample>();
+    pending->cancel_id = w.cancel_id;
+    pending->done = std::move(done);
+    pending->adapter = sampler->adapter;
+    pending->weights = sampler->weights;
+    pending->out.sequences.resize(static_cast<size_t>(w.num_samples));
+    pending->remaining = w.num_samples;
+    group.rows.insert(group.rows.end(), rows.begin(), rows.end());
     group.tokenizer = sampler->base->tokenizer.get();
-    group.newcomers.push_back(std::move(n));
+    group.newcomers.push_back(Newcomer{pending, std::move(rows)});
+  }
+  if (!deferred.empty()) {
+    static auto& deferrals = metrics::DefaultRegistry()
+                                 .Counter("openrl_engine_sample_deferrals_total",
+                                          "Times a sample request waited for room in the KV cache budget")
+                                 .Get();
+    deferrals.Inc(static_cast<double>(deferred.size()));
+    std::lock_guard<std::mutex> lock(mu);
+    sample_queue.insert(sample_queue.begin(), std::make_move_iterator(deferred.begin()),
+                        std::make_move_iterator(deferred.end()));
   }
   for (auto& [weights, group] : by_model) {
     ActiveGeneration& gen = generations[weights];

@@ -63,6 +63,12 @@ KvCache::KvCache(const ModelConfig& cfg, int64_t batch, int64_t capacity, at::Sc
   valid_ = at::zeros({batch, capacity}, at::TensorOptions().dtype(at::kBool).device(device));
 }
 
+int64_t KvCache::BytesPerToken(const ModelConfig& cfg, at::ScalarType dtype, at::Device device) {
+  bool reduced = dtype == at::kBFloat16 || dtype == at::kHalf;
+  int64_t item = device.is_cpu() && reduced ? 4 : static_cast<int64_t>(c10::elementSize(dtype));
+  return 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * item;
+}
+
 void KvCache::SelectRows(const at::Tensor& rows) {
   for (auto& t : k_) t = t.index_select(0, rows);
   for (auto& t : v_) t = t.index_select(0, rows);

@@ -31,6 +31,8 @@ class KvCache {
   // attends in the model's dtype. The attention output returns to the model's dtype.
   KvCache(const ModelConfig& cfg, int64_t batch, int64_t capacity, at::ScalarType dtype,
           at::Device device);
+  // Bytes of keys and values one token of one row takes in such a cache, over every layer.
+  static int64_t BytesPerToken(const ModelConfig& cfg, at::ScalarType dtype, at::Device device);
   at::ScalarType dtype() const { return dtype_; }
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
