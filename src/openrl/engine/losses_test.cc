@@ -54,28 +54,22 @@ Reference Expected(const std::string& loss, const Rollout& r, double lo, double 
   } else if (loss == "importance_sampling") {
     terms = -ratio * a;
     grad = -ratio * a;
-  } else if (loss == "ppo") {
-    // A ≥ 0: the objective is A·min(r, hi), flat once r passes hi; A < 0: A·max(r, lo), flat below lo.
+  } else if (loss == "ppo" || loss == "gspo") {
+    // PPO clips each token's ratio; GSPO one ratio for the sequence, s = exp(mean of log(p/q) over
+    // the masked tokens), carried by every token with its own logprob's derivative (d s_t / d lp_t
+    // = s). A ≥ 0: the objective is A·min(r, hi), flat once r passes hi; A < 0: A·max(r, lo), flat
+    // below lo.
+    at::Tensor rt = ratio;
+    if (loss == "gspo") {
+      const at::Tensor m = r.seq_mask.to(at::kDouble);
+      rt = at::full_like(lp, std::exp(((lp - q) * m).sum().item<double>() / m.sum().item<double>()));
+    }
     const at::Tensor pos = a >= 0;
-    const at::Tensor objective_ratio = at::where(pos, at::minimum(ratio, at::full_like(ratio, hi)),
-                                                 at::maximum(ratio, at::full_like(ratio, lo)));
+    const at::Tensor objective_ratio =
+        at::where(pos, at::minimum(rt, at::full_like(rt, hi)), at::maximum(rt, at::full_like(rt, lo)));
     terms = -objective_ratio * a;
-    const at::Tensor live =
-        at::logical_or(at::logical_and(pos, ratio < hi), at::logical_and(~pos, ratio > lo));
-    grad = -live.to(at::kDouble) * ratio * a;
-  } else if (loss == "gspo") {
-    // One ratio for the sequence, s = exp(mean of log(p/q) over the masked tokens), carried by every
-    // token with its own logprob's derivative: d s_t / d lp_t = s. Live tokens as in PPO, with s.
-    const at::Tensor m = r.seq_mask.to(at::kDouble);
-    const double s = std::exp(((lp - q) * m).sum().item<double>() / m.sum().item<double>());
-    const at::Tensor ratio_s = at::full_like(lp, s);
-    const at::Tensor pos = a >= 0;
-    const at::Tensor objective_ratio = at::where(pos, at::minimum(ratio_s, at::full_like(lp, hi)),
-                                                 at::maximum(ratio_s, at::full_like(lp, lo)));
-    terms = -objective_ratio * a;
-    const at::Tensor live =
-        at::logical_or(at::logical_and(pos, ratio_s < hi), at::logical_and(~pos, ratio_s > lo));
-    grad = -live.to(at::kDouble) * ratio_s * a;
+    const at::Tensor live = at::logical_or(at::logical_and(pos, rt < hi), at::logical_and(~pos, rt > lo));
+    grad = -live.to(at::kDouble) * rt * a;
   } else if (loss == "cispo") {
     const at::Tensor coef = at::where(ratio < lo, at::full_like(ratio, lo),
                                       at::where(ratio > hi, at::full_like(ratio, hi), ratio));
