@@ -583,7 +583,9 @@ void TinkerApi::Impl::InstallAccount(http::Router& r, const std::shared_ptr<Impl
   futures.SetBeforeCommit([state = std::weak_ptr<AccountState>(account)] {
     if (std::shared_ptr<AccountState> s = state.lock()) {
       Status st = s->Flush();
-      if (!st.ok()) log::Write(log::Level::kWarn, "committing usage before future results failed (retried): " + st.message());
+      if (!st.ok())
+        log::Write(log::Level::kWarn,
+                   "committing usage before future results failed (retried): " + st.message());
     }
   });
   InstallSharing(r, self);

@@ -37,7 +37,8 @@ Result<at::Tensor> TensorFromProto(const pb::Tensor& t, const std::string& where
   std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
   for (int64_t d : shape) {
     if (d < 0) return InvalidArgument(where + ": negative dimension in shape");
-    if (d > 0 && numel > std::numeric_limits<int64_t>::max() / d) return InvalidArgument(where + ": shape is too large");
+    if (d > 0 && numel > std::numeric_limits<int64_t>::max() / d)
+      return InvalidArgument(where + ": shape is too large");
     numel *= d;
   }
   at::ScalarType type;
@@ -271,7 +272,8 @@ Result<at::Tensor> TensorFromJson(const Json& j, const std::string& where) {
     }
     int64_t n = 1;
     for (int64_t d : shape) {
-      if (d > 0 && n > std::numeric_limits<int64_t>::max() / d) return InvalidArgument(where + ": shape is too large");
+      if (d > 0 && n > std::numeric_limits<int64_t>::max() / d)
+        return InvalidArgument(where + ": shape is too large");
       n *= d;
     }
     if (n != t.numel()) return InvalidArgument(where + ": data does not fill its shape");

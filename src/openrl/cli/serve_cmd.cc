@@ -99,9 +99,10 @@ OPENRL_CLI_COMMAND("serve", [](CLI::App& app) {
                   "Training runs whose adapter and optimizer stay in memory; beyond, the least recently used "
                   "are offloaded to <data-dir>/offload")
       ->capture_default_str();
-  sub->add_option("--max-kv-cache-mb", flags->api.max_kv_cache_mb,
-                  "KV cache (keys and values) the running generations of one base model hold at most; a sample "
-                  "request that would go past it waits for rows to finish, one that needs more alone is refused")
+  sub->add_option(
+         "--max-kv-cache-mb", flags->api.max_kv_cache_mb,
+         "KV cache (keys and values) the running generations of one base model hold at most; a sample "
+         "request that would go past it waits for rows to finish, one that needs more alone is refused")
       ->capture_default_str();
   sub->add_option("--session-timeout", flags->api.session_timeout_seconds,
                   "Seconds without a heartbeat after which a client session expires")

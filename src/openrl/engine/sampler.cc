@@ -205,11 +205,13 @@ int64_t GenerationBatch::CacheBytesAfter(const std::vector<SampleRequest>& reqs)
     remaining = std::max(remaining, r.params.max_tokens);
   }
   for (const auto& row : im.rows)
-    remaining = std::max<int64_t>(remaining, row.request.params.max_tokens - static_cast<int64_t>(row.result.tokens.size()));
+    remaining = std::max<int64_t>(
+        remaining, row.request.params.max_tokens - static_cast<int64_t>(row.result.tokens.size()));
   int64_t length = std::max<int64_t>(P, im.cache ? im.cache->length() : 0);
   int64_t capacity = std::max<int64_t>(length + remaining, im.cache ? im.cache->capacity() : 0);
   int64_t rows = static_cast<int64_t>(im.rows.size() + reqs.size());
-  return rows * capacity * model::KvCache::BytesPerToken(im.model.config(), im.model.dtype(), im.model.device());
+  return rows * capacity *
+         model::KvCache::BytesPerToken(im.model.config(), im.model.dtype(), im.model.device());
 }
 
 Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleRequest>& reqs) {

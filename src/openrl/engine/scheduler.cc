@@ -438,10 +438,12 @@ Status Scheduler::SubmitSample(SampleWork work, Done done) {
     int64_t per_token = model::KvCache::BytesPerToken(weights.config(), weights.dtype(), weights.device());
     if (work.num_samples * tokens > impl_->options.max_kv_cache_bytes / per_token)
       return InvalidArgument(
-          "this request's KV cache would take " + std::to_string(work.num_samples * tokens * per_token >> 20) +
-          " MiB (num_samples " + std::to_string(work.num_samples) + " x (prompt " + std::to_string(work.prompt.size()) +
-          " + max_tokens " + std::to_string(work.params.max_tokens) + ") tokens x " + std::to_string(per_token) +
-          " bytes); the server holds at most " + std::to_string(impl_->options.max_kv_cache_bytes >> 20) +
+          "this request's KV cache would take " +
+          std::to_string(work.num_samples * tokens * per_token >> 20) + " MiB (num_samples " +
+          std::to_string(work.num_samples) + " x (prompt " + std::to_string(work.prompt.size()) +
+          " + max_tokens " + std::to_string(work.params.max_tokens) + ") tokens x " +
+          std::to_string(per_token) + " bytes); the server holds at most " +
+          std::to_string(impl_->options.max_kv_cache_bytes >> 20) +
           " MiB of KV cache per model (--max-kv-cache-mb): lower num_samples or max_tokens");
     impl_->SeenClient(sm.client);
     impl_->sample_queue.emplace_back(std::move(work), std::move(done));

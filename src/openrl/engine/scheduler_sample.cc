@@ -129,7 +129,8 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
     // again, in order) while rows are decoding or others join now; alone, it always fits (checked
     // on submission).
     auto running = generations.find(weights);
-    bool busy = !group.rows.empty() || (running != generations.end() && running->second.batch && !running->second.batch->empty());
+    bool busy = !group.rows.empty() ||
+                (running != generations.end() && running->second.batch && !running->second.batch->empty());
     if (busy) {
       std::vector<SampleRequest> after = group.rows;
       after.insert(after.end(), rows.begin(), rows.end());
