@@ -348,18 +348,18 @@ std::string EncodeForwardBackwardProto(const engine::ForwardBackwardOutput& out)
   // One ArrayRecord per run of datums whose fields have the same trailing shapes (the SDK reshapes a
   // datum's field to [leading, *trailing_shape]): the (T, K) logprobs of K targets per position
   // have [K]. No datums: one empty record.
-  using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+  using Shapes = std::map<std::string, std::vector<int64_t>>;  // field → its trailing shape
+  const size_t n = out.outputs.size();
   auto trailing = [&](size_t i) {
     Shapes shapes;
-    for (const auto& [name, t] : out.outputs[i])
-      shapes.emplace_back(name, std::vector<int64_t>(t.sizes().begin() + 1, t.sizes().end()));
+    for (const auto& [name, t] : out.outputs[i]) shapes[name] = std::vector<int64_t>(t.sizes().begin() + 1, t.sizes().end());
     return shapes;
   };
   size_t first = 0;
   do {
-    size_t last = std::min(first + 1, out.outputs.size());
-    Shapes shapes = last > first ? trailing(first) : Shapes();
-    while (last < out.outputs.size() && trailing(last) == shapes) ++last;
+    Shapes shapes = first < n ? trailing(first) : Shapes();
+    size_t last = first;
+    while (last < n && trailing(last) == shapes) ++last;
     pb::ArrayRecord* rec = msg.add_loss_fn_outputs();
     rec->set_type_tag("ArrayRecord");
     rec->set_num_datums(static_cast<int64_t>(last - first));
@@ -377,12 +377,10 @@ std::string EncodeForwardBackwardProto(const engine::ForwardBackwardOutput& out)
       bt.set_dtype(pb::DTYPE_FLOAT32);
       bt.set_data(std::move(f.first));
       bt.set_offsets(Bytes(f.second));
-      for (const auto& [n, dims] : shapes)
-        if (n == name)
-          for (int64_t d : dims) bt.add_trailing_shape(d);
+      for (int64_t d : shapes[name]) bt.add_trailing_shape(d);
     }
     first = last;
-  } while (first < out.outputs.size());
+  } while (first < n);
   return msg.SerializeAsString();
 }
 

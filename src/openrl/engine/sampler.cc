@@ -195,23 +195,17 @@ GenerationBatch::~GenerationBatch() = default;
 
 int64_t GenerationBatch::rows() const { return static_cast<int64_t>(impl_->rows.size()); }
 
-int64_t GenerationBatch::CacheBytesAfter(const std::vector<SampleRequest>& reqs) const {
+int64_t GenerationBatch::CacheBytesAfter(const CacheDemand& newcomers) const {
   const Impl& im = *impl_;
   // As Add sizes the joined cache: every row from the shared slot on, with room for the longest
   // remaining generation.
-  int64_t P = 0, remaining = 1;
-  for (const auto& r : reqs) {
-    P = std::max<int64_t>(P, static_cast<int64_t>(r.prompt.size()));
-    remaining = std::max(remaining, r.params.max_tokens);
-  }
+  int64_t remaining = newcomers.most_new_tokens;
   for (const auto& row : im.rows)
-    remaining = std::max<int64_t>(
-        remaining, row.request.params.max_tokens - static_cast<int64_t>(row.result.tokens.size()));
-  int64_t length = std::max<int64_t>(P, im.cache ? im.cache->length() : 0);
+    remaining = std::max<int64_t>(remaining, row.request.params.max_tokens - static_cast<int64_t>(row.result.tokens.size()));
+  int64_t length = std::max<int64_t>(newcomers.longest_prompt, im.cache ? im.cache->length() : 0);
   int64_t capacity = std::max<int64_t>(length + remaining, im.cache ? im.cache->capacity() : 0);
-  int64_t rows = static_cast<int64_t>(im.rows.size() + reqs.size());
-  return rows * capacity *
-         model::KvCache::BytesPerToken(im.model.config(), im.model.dtype(), im.model.device());
+  int64_t rows = static_cast<int64_t>(im.rows.size()) + newcomers.rows;
+  return rows * capacity * model::KvCache::BytesPerToken(im.model.config(), im.model.dtype(), im.model.device());
 }
 
 Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleRequest>& reqs) {

@@ -4,6 +4,7 @@
 // stop strings, max tokens; logprobs of sampled tokens with top-k alternatives; prompt logprobs.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -57,6 +58,16 @@ struct SampleResult {
 // (prefilled on their own, then merged into the running KV cache) and leave as soon as they
 // finish, so a long generation never holds a short one back. Rows may use different adapters;
 // an adapter must outlive the rows that use it. Not thread-safe: one engine thread drives it.
+// What sample requests ask of a KV cache: their rows, longest prompt and most new tokens.
+struct CacheDemand {
+  int64_t rows = 0, longest_prompt = 0, most_new_tokens = 1;
+  void Add(int64_t n, int64_t prompt, int64_t max_tokens) {
+    rows += n;
+    longest_prompt = std::max(longest_prompt, prompt);
+    most_new_tokens = std::max(most_new_tokens, max_tokens);
+  }
+};
+
 class GenerationBatch {
  public:
   // `tok` is needed only for stop strings.
@@ -76,9 +87,9 @@ class GenerationBatch {
   Status Remove(const std::vector<int64_t>& tickets);
   int64_t rows() const;
   bool empty() const { return rows() == 0; }
-  // Bytes of keys and values the batch's cache would hold once `requests` joined (Add), from the
-  // rows and the cache length their prompts and max_tokens call for.
-  int64_t CacheBytesAfter(const std::vector<SampleRequest>& requests) const;
+  // Bytes of keys and values the batch's cache would hold once requests with this demand joined
+  // (Add sizes the joined cache the same way).
+  int64_t CacheBytesAfter(const CacheDemand& newcomers) const;
 
  private:
   struct Impl;

@@ -434,17 +434,16 @@ Status Scheduler::SubmitSample(SampleWork work, Done done) {
       return NotFound("sampling session '" + work.sampling_session_id + "' is unknown");
     const SamplerState& sm = *sampler->second;
     const model::Transformer& weights = sm.weights ? *sm.weights : *sm.base->model.model;
-    int64_t tokens = static_cast<int64_t>(work.prompt.size()) + std::max<int64_t>(work.params.max_tokens, 1);
-    int64_t per_token = model::KvCache::BytesPerToken(weights.config(), weights.dtype(), weights.device());
-    if (work.num_samples * tokens > impl_->options.max_kv_cache_bytes / per_token)
-      return InvalidArgument(
-          "this request's KV cache would take " +
-          std::to_string(work.num_samples * tokens * per_token >> 20) + " MiB (num_samples " +
-          std::to_string(work.num_samples) + " x (prompt " + std::to_string(work.prompt.size()) +
-          " + max_tokens " + std::to_string(work.params.max_tokens) + ") tokens x " +
-          std::to_string(per_token) + " bytes); the server holds at most " +
-          std::to_string(impl_->options.max_kv_cache_bytes >> 20) +
-          " MiB of KV cache per model (--max-kv-cache-mb): lower num_samples or max_tokens");
+    CacheDemand alone;
+    alone.Add(work.num_samples, static_cast<int64_t>(work.prompt.size()), work.params.max_tokens);
+    int64_t bytes = GenerationBatch(weights).CacheBytesAfter(alone);
+    if (bytes > impl_->options.max_kv_cache_bytes)
+      return InvalidArgument("this request's KV cache would take " + std::to_string(bytes >> 20) + " MiB (num_samples " +
+                             std::to_string(work.num_samples) + " x (prompt " + std::to_string(work.prompt.size()) +
+                             " + max_tokens " + std::to_string(work.params.max_tokens) +
+                             ") tokens); the server holds at most " +
+                             std::to_string(impl_->options.max_kv_cache_bytes >> 20) +
+                             " MiB of KV cache per model (--max-kv-cache-mb): lower num_samples or max_tokens");
     impl_->SeenClient(sm.client);
     impl_->sample_queue.emplace_back(std::move(work), std::move(done));
     ++impl_->queued;

@@ -89,7 +89,7 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
   struct ModelGroup {
     const tokenizer::Tokenizer* tokenizer = nullptr;  // for stop strings
     std::vector<Newcomer> newcomers;
-    std::vector<SampleRequest> rows;  // every newcomer's rows, for the cache budget
+    CacheDemand demand;               // of every newcomer, for the cache budget
     bool deferring = false;           // a request waits for room: the later ones wait behind it
   };
   std::map<const model::Transformer*, ModelGroup> by_model;
@@ -129,15 +129,12 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
     // again, in order) while rows are decoding or others join now; alone, it always fits (checked
     // on submission).
     auto running = generations.find(weights);
-    bool busy = !group.rows.empty() ||
-                (running != generations.end() && running->second.batch && !running->second.batch->empty());
-    if (busy) {
-      std::vector<SampleRequest> after = group.rows;
-      after.insert(after.end(), rows.begin(), rows.end());
-      int64_t bytes = running != generations.end() && running->second.batch
-                          ? running->second.batch->CacheBytesAfter(after)
-                          : GenerationBatch(*weights).CacheBytesAfter(after);
-      if (group.deferring || bytes > options.max_kv_cache_bytes) {
+    const GenerationBatch* batch = running != generations.end() ? running->second.batch.get() : nullptr;
+    CacheDemand after = group.demand;
+    after.Add(w.num_samples, static_cast<int64_t>(w.prompt.size()), w.params.max_tokens);
+    auto bytes = [&] { return batch ? batch->CacheBytesAfter(after) : GenerationBatch(*weights).CacheBytesAfter(after); };
+    if (group.demand.rows > 0 || (batch && !batch->empty())) {
+      if (group.deferring || bytes() > options.max_kv_cache_bytes) {
         group.deferring = true;
         deferred.emplace_back(std::move(w), std::move(done));
         continue;
@@ -150,7 +147,7 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
     pending->weights = sampler->weights;
     pending->out.sequences.resize(static_cast<size_t>(w.num_samples));
     pending->remaining = w.num_samples;
-    group.rows.insert(group.rows.end(), rows.begin(), rows.end());
+    group.demand = after;
     group.tokenizer = sampler->base->tokenizer.get();
     group.newcomers.push_back(Newcomer{pending, std::move(rows)});
   }

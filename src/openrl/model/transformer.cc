@@ -50,11 +50,18 @@ at::Tensor RotateHalf(const at::Tensor& x) {
 
 // ---- KV cache --------------------------------------------------------------------------------
 
+namespace {
+// The cache keeps a bf16/fp16 model's keys and values in fp32 on CPU (see KvCache).
+at::ScalarType CacheDtype(at::ScalarType dtype, at::Device device) {
+  bool reduced = dtype == at::kBFloat16 || dtype == at::kHalf;
+  return device.is_cpu() && reduced ? at::kFloat : dtype;
+}
+}  // namespace
+
 KvCache::KvCache(const ModelConfig& cfg, int64_t batch, int64_t capacity, at::ScalarType dtype,
                  at::Device device)
     : batch_(batch), capacity_(capacity) {
-  bool reduced = dtype == at::kBFloat16 || dtype == at::kHalf;
-  dtype_ = device.is_cpu() && reduced ? at::kFloat : dtype;
+  dtype_ = CacheDtype(dtype, device);
   auto opts = at::TensorOptions().dtype(dtype_).device(device);
   for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
     k_.push_back(at::zeros({batch, cfg.num_key_value_heads, capacity, cfg.head_dim}, opts));
@@ -64,8 +71,7 @@ KvCache::KvCache(const ModelConfig& cfg, int64_t batch, int64_t capacity, at::Sc
 }
 
 int64_t KvCache::BytesPerToken(const ModelConfig& cfg, at::ScalarType dtype, at::Device device) {
-  bool reduced = dtype == at::kBFloat16 || dtype == at::kHalf;
-  int64_t item = device.is_cpu() && reduced ? 4 : static_cast<int64_t>(c10::elementSize(dtype));
+  int64_t item = static_cast<int64_t>(c10::elementSize(CacheDtype(dtype, device)));
   return 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * item;
 }
 
