@@ -11,6 +11,9 @@ find_package(Boost 1.74 REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
+# libxsmm (JIT small-matrix GEMM kernels for CPU decode steps) is optional: a machine without it
+# (a GPU host we cannot install packages on) builds without model::PackedLinear's fast path.
+pkg_check_modules(LIBXSMM IMPORTED_TARGET libxsmm libxsmmnoblas)
 
 # libtorch from the pinned PyTorch wheel, linked by path (the wheel's CMake package wants a CUDA
 # toolkit that CPU machines lack). On a CUDA machine libtorch_cuda is linked as well.

@@ -286,17 +286,60 @@ const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
   for (const at::Tensor* t : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
     if (grad && t->requires_grad()) return nullptr;
     versions.push_back(t->_version());
+    versions.push_back(reinterpret_cast<int64_t>(t->data_ptr()));
   }
   std::lock_guard<std::mutex> lock(inference_mu_);
   InferenceWeights& iw = inference_[i];
   if (iw.versions != versions) {
-    iw.qkv_t = Transposed(at::cat({L.q, L.k, L.v}, 0));
-    iw.gate_up_t = Transposed(at::cat({L.gate, L.up}, 0));
-    iw.o_t = Transposed(L.o);
-    iw.down_t = Transposed(L.down);
+    iw = InferenceWeights{};
     iw.versions = std::move(versions);
   }
+  const bool packed = !grad && Packs();
+  auto need = [&](Projection& p, std::vector<at::Tensor> ws) {
+    if (packed ? p.packed != nullptr : p.t.defined()) return;
+    at::Tensor w = ws.size() == 1 ? ws[0] : at::cat(ws, 0);
+    if (packed) {
+      p.packed = std::make_shared<const PackedLinear>(w);
+      p.parts = std::move(ws);
+    } else {
+      p.t = Transposed(w);
+    }
+  };
+  need(iw.qkv, {L.q, L.k, L.v});
+  need(iw.gate_up, {L.gate, L.up});
+  need(iw.o, {L.o});
+  need(iw.down, {L.down});
   return &iw;
+}
+
+at::Tensor Transformer::Projection::operator()(const at::Tensor& x) const {
+  if (packed != nullptr && !c10::GradMode::is_enabled()) {
+    if (x.numel() / x.size(-1) <= PackedLinear::kMaxRows) return packed->Apply(x);
+    if (!t.defined()) {
+      if (parts.size() == 1) return at::linear(x, parts[0]);
+      std::vector<at::Tensor> ys;
+      for (const at::Tensor& w : parts) ys.push_back(at::linear(x, w));
+      return at::cat(ys, -1);
+    }
+  }
+  return Project(x, t);
+}
+
+bool Transformer::Packs() const {
+  return dtype_ == at::kFloat && device_.is_cpu() && PackedLinear::Available();
+}
+
+std::shared_ptr<const PackedLinear> Transformer::PackedHead(int64_t rows) const {
+  if (c10::GradMode::is_enabled() || rows > PackedLinear::kMaxRows || !Packs()) return nullptr;
+  const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
+  std::lock_guard<std::mutex> lock(inference_mu_);
+  const void* data = head.data_ptr();
+  if (head_packed_version_ != head._version() || head_packed_data_ != data || head_packed_ == nullptr) {
+    head_packed_ = std::make_shared<const PackedLinear>(head);
+    head_packed_version_ = head._version();
+    head_packed_data_ = data;
+  }
+  return head_packed_;
 }
 
 at::Tensor Transformer::Transposed(const at::Tensor& w) const {
@@ -338,7 +381,7 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
   at::Tensor q, k, v;
   if (const InferenceWeights* iw = Inference(i)) {
     int64_t qd = cfg_.num_attention_heads * hd, kd = cfg_.num_key_value_heads * hd;
-    at::Tensor qkv = Project(x, iw->qkv_t);
+    at::Tensor qkv = iw->qkv(x);
     qkv = Stacked(lora, x)
               ? lora->stack->Apply(qkv, x, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd})
               : AddLoraGroup(qkv, x, lora, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd});
@@ -399,7 +442,7 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
   }
   out = out.transpose(1, 2).reshape({B, T, -1}).to(x.scalar_type());
   if (const InferenceWeights* iw = Inference(i)) {
-    at::Tensor y = Project(out, iw->o_t);
+    at::Tensor y = iw->o(out);
     return Stacked(lora, out) ? lora->stack->Apply(y, out, i, {LinearKind::kO}, {cfg_.hidden_size})
                               : AddLoraGroup(y, out, lora, i, {LinearKind::kO}, {cfg_.hidden_size});
   }
@@ -411,7 +454,7 @@ at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lor
   at::Tensor none, g, u;
   const InferenceWeights* iw = Inference(i);
   if (iw) {
-    at::Tensor gu = Project(x, iw->gate_up_t);
+    at::Tensor gu = iw->gate_up(x);
     int64_t ff = cfg_.intermediate_size;
     gu = Stacked(lora, x) ? lora->stack->Apply(gu, x, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff})
                           : AddLoraGroup(gu, x, lora, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff});
@@ -427,7 +470,7 @@ at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lor
                                                : at::gelu(g, "tanh");
   at::Tensor h = act * u;
   if (iw) {
-    at::Tensor y = Project(h, iw->down_t);
+    at::Tensor y = iw->down(h);
     return Stacked(lora, h) ? lora->stack->Apply(y, h, i, {LinearKind::kDown}, {cfg_.hidden_size})
                             : AddLoraGroup(y, h, lora, i, {LinearKind::kDown}, {cfg_.hidden_size});
   }
@@ -509,14 +552,15 @@ at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
 
 at::Tensor Transformer::Logits(const at::Tensor& hidden, const LoraBatch* lora) const {
   const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
-  at::Tensor head_t = InferenceHead();
+  std::shared_ptr<const PackedLinear> packed = PackedHead(hidden.numel() / hidden.size(-1));
+  at::Tensor head_t = packed ? at::Tensor() : InferenceHead();
   at::Tensor logits;
-  if (!head_t.defined()) {
+  if (packed == nullptr && !head_t.defined()) {
     logits = ApplyLinear(hidden, head, {}, lora, -1, LinearKind::kLmHead);
-  } else if (Stacked(lora, hidden)) {
-    logits = lora->stack->Apply(Project(hidden, head_t), hidden, -1, {LinearKind::kLmHead}, {cfg_.vocab_size});
   } else {
-    logits = AddLora(Project(hidden, head_t), hidden, lora, -1, LinearKind::kLmHead);
+    at::Tensor y = packed ? packed->Apply(hidden) : Project(hidden, head_t);
+    logits = Stacked(lora, hidden) ? lora->stack->Apply(y, hidden, -1, {LinearKind::kLmHead}, {cfg_.vocab_size})
+                                   : AddLora(y, hidden, lora, -1, LinearKind::kLmHead);
   }
   logits = logits.to(at::kFloat);
   if (cfg_.final_logit_softcapping) {

@@ -18,6 +18,7 @@
 #include "openrl/core/status.h"
 #include "openrl/model/config.h"
 #include "openrl/model/lora.h"
+#include "openrl/model/packed_linear.h"
 
 namespace openrl::model {
 
@@ -120,18 +121,31 @@ class Transformer {
                        const at::Tensor& mask, const ForwardArgs& args) const;
   at::Tensor Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lora) const;
 
-  // Inference copies of the projection weights, transposed to (in, out) and fused (q|k|v and
-  // gate|up): MKL multiplies these faster at the small row counts of decoding, and one fused
-  // matmul replaces three in LoRA training. Used when grad mode is off, or under autograd while
-  // the layer is frozen; rebuilt when a source weight changes (its version counter moves).
-  struct InferenceWeights {
-    at::Tensor qkv_t, gate_up_t, o_t, down_t;
-    std::vector<int64_t> versions;
+  // One projection of the fused path: x·[W1; W2; …]ᵀ for weights that read the same input (q|k|v,
+  // gate|up) or a single one. It holds whichever copies the calls so far needed:
+  //  - t: (in, out), fused (see Transposed()): under autograd (LoRA training over a frozen base,
+  //    where one fused matmul replaces three), and without grad where there is no packed copy;
+  //  - packed: fp32 on CPU without grad (PackedLinear): the rows of a decode step (up to
+  //    PackedLinear::kMaxRows); more rows go through `parts`, the layer's own weights (no copy),
+  //    as MKL is as fast there.
+  struct Projection {
+    at::Tensor t;
+    std::shared_ptr<const PackedLinear> packed;
+    std::vector<at::Tensor> parts;
+    at::Tensor operator()(const at::Tensor& x) const;
   };
-  // Fused, transposed weights (null under autograd while the layer trains): see Transposed().
-  // The head's is also given under autograd while the head is frozen (the chunked head reads it).
+  struct InferenceWeights {
+    Projection qkv, gate_up, o, down;
+    std::vector<int64_t> versions;  // of the source weights the copies were made from
+  };
+  // The fused projections (null under autograd while the layer trains). Copies are made on first
+  // need and dropped when a source weight changes (its version counter moves).
   const InferenceWeights* Inference(int64_t layer) const;
+  // Whether calls without grad use packed copies (fp32 on CPU, PackedLinear::Available()).
+  bool Packs() const;
   at::Tensor InferenceHead() const;
+  // The head as a packed copy for a no-grad call of few rows, or null (see Projection).
+  std::shared_ptr<const PackedLinear> PackedHead(int64_t rows) const;
   // (in, out) weights for `x · w`: a contiguous copy in fp32, a transposed view in half precision.
   at::Tensor Transposed(const at::Tensor& w) const;
 
@@ -145,6 +159,9 @@ class Transformer {
   mutable std::vector<InferenceWeights> inference_;  // one per layer, sized at construction
   mutable at::Tensor head_t_;
   mutable int64_t head_version_ = -1;
+  mutable std::shared_ptr<const PackedLinear> head_packed_;
+  mutable int64_t head_packed_version_ = -1;
+  mutable const void* head_packed_data_ = nullptr;
 };
 
 }  // namespace openrl::model

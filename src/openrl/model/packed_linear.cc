@@ -1,0 +1,107 @@
+#include "openrl/model/packed_linear.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#ifdef OPENRL_HAVE_LIBXSMM
+#include <libxsmm.h>
+#endif
+
+namespace openrl::model {
+
+#ifdef OPENRL_HAVE_LIBXSMM
+namespace {
+
+// A column-major kernel C(m×n) = A(m×k)·B(k×n), beta 0. Row-major y (rows×out) is column-major
+// yᵀ, so with A = one block of Wᵀ (m = its columns, lda = m), B = xᵀ (ldb = in) and C = that
+// block's columns of yᵀ (ldc = out) each call writes rows×m outputs. libxsmm caches the code it
+// generates per shape, so asking again is a lookup.
+libxsmm_smmfunction Kernel(int64_t m, int64_t rows, int64_t in, int64_t out) {
+  float alpha = 1.0f, beta = 0.0f;
+  int flags = LIBXSMM_GEMM_FLAG_NONE;
+  libxsmm_blasint lm = m, ln = rows, lk = in, lda = m, ldb = in, ldc = out;
+  libxsmm_smmfunction fn = libxsmm_smmdispatch(lm, ln, lk, &lda, &ldb, &ldc, &alpha, &beta, &flags, nullptr);
+  if (fn == nullptr)
+    throw std::runtime_error("libxsmm: no kernel for a " + std::to_string(m) + "x" + std::to_string(rows) +
+                             "x" + std::to_string(in) + " GEMM");
+  return fn;
+}
+
+}  // namespace
+#endif
+
+bool PackedLinear::Available() {
+#ifdef OPENRL_HAVE_LIBXSMM
+  static const bool available = [] {
+    if (const char* v = std::getenv("OPENRL_PACKED_GEMM"); v != nullptr && std::strcmp(v, "0") == 0)
+      return false;
+    libxsmm_init();
+    return libxsmm_get_target_archid() >= LIBXSMM_X86_AVX2;
+  }();
+  return available;
+#else
+  return false;
+#endif
+}
+
+PackedLinear::PackedLinear(const at::Tensor& w) {
+  if (w.dim() != 2 || w.scalar_type() != at::kFloat || !w.device().is_cpu())
+    throw std::invalid_argument("PackedLinear: the weight must be a 2-D fp32 CPU tensor");
+  out_ = w.size(0);
+  in_ = w.size(1);
+  full_blocks_ = out_ / kBlock;
+  tail_ = out_ % kBlock;
+  c10::NoGradGuard no_grad;
+  at::Tensor wd = w.detach();
+  if (full_blocks_ > 0)
+    blocks_ = wd.narrow(0, 0, full_blocks_ * kBlock)
+                  .reshape({full_blocks_, kBlock, in_})
+                  .transpose(1, 2)
+                  .contiguous();
+  if (tail_ > 0) tail_block_ = wd.narrow(0, full_blocks_ * kBlock, tail_).t().contiguous();
+}
+
+at::Tensor PackedLinear::Apply(const at::Tensor& x) const {
+  if (x.size(-1) != in_ || x.scalar_type() != at::kFloat || !x.device().is_cpu())
+    throw std::invalid_argument("PackedLinear: input must be fp32 on CPU with " + std::to_string(in_) +
+                                " features");
+  std::vector<int64_t> sizes = x.sizes().vec();
+  sizes.back() = out_;
+#ifdef OPENRL_HAVE_LIBXSMM
+  at::Tensor x2 = x.reshape({-1, in_}).contiguous();
+  int64_t rows = x2.size(0);
+  at::Tensor y = at::empty({rows, out_}, x2.options());
+  const float* xp = x2.const_data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const float* bp = full_blocks_ > 0 ? blocks_.const_data_ptr<float>() : nullptr;
+  const float* tp = tail_ > 0 ? tail_block_.const_data_ptr<float>() : nullptr;
+  const int64_t calls = full_blocks_ + (tail_ > 0 ? 1 : 0);
+  for (int64_t r0 = 0; r0 < rows; r0 += kMaxRows) {
+    int64_t n = std::min(kMaxRows, rows - r0);
+    libxsmm_smmfunction full = full_blocks_ > 0 ? Kernel(kBlock, n, in_, out_) : nullptr;
+    libxsmm_smmfunction tail = tail_ > 0 ? Kernel(tail_, n, in_, out_) : nullptr;
+    const float* xr = xp + r0 * in_;
+    float* yr = yp + r0 * out_;
+    at::parallel_for(0, calls, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        if (b < full_blocks_) {
+          full(bp + b * in_ * kBlock, xr, yr + b * kBlock);
+        } else {
+          tail(tp, xr, yr + full_blocks_ * kBlock);
+        }
+      }
+    });
+  }
+  return y.view(sizes);
+#else
+  throw std::logic_error("PackedLinear: this build has no libxsmm");
+#endif
+}
+
+}  // namespace openrl::model

@@ -1,0 +1,57 @@
+// PackedLinear against a float64 reference GEMM: full and partial column blocks, a weight with
+// only a partial block, row counts below, at and above one kernel call's rows, leading dims.
+#include "openrl/model/packed_linear.h"
+
+#include <gtest/gtest.h>
+
+namespace openrl::model {
+namespace {
+
+TEST(PackedLinear, MatchesReferenceGemm) {
+  if (!PackedLinear::Available()) GTEST_SKIP() << "no libxsmm kernels in this build or on this CPU";
+  at::manual_seed(3);
+  for (int64_t out : {int64_t{5}, PackedLinear::kBlock, int64_t{96}, int64_t{1000}})
+    for (int64_t in : {16, 576})
+      for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{16}, PackedLinear::kMaxRows,
+                           PackedLinear::kMaxRows + 1, int64_t{70}}) {
+        at::Tensor w = at::randn({out, in});
+        at::Tensor x = at::randn({rows, in});
+        PackedLinear p(w);
+        at::Tensor got = p.Apply(x);
+        at::Tensor want = at::mm(x.to(at::kDouble), w.to(at::kDouble).t());
+        ASSERT_EQ(got.sizes(), want.sizes());
+        double err = (got.to(at::kDouble) - want).abs().max().item<double>();
+        // fp32 sums of `in` products of unit normals: a few ulps of √in.
+        EXPECT_LT(err, 1e-5 * in) << "out " << out << " in " << in << " rows " << rows;
+      }
+}
+
+TEST(PackedLinear, KeepsLeadingDimsAndNonContiguousInput) {
+  if (!PackedLinear::Available()) GTEST_SKIP() << "no libxsmm kernels in this build or on this CPU";
+  at::Tensor w = at::randn({64, 40});
+  at::Tensor x = at::randn({3, 40, 5}).transpose(1, 2);  // (3, 5, 40), not contiguous
+  at::Tensor got = PackedLinear(w).Apply(x);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{3, 5, 64}));
+  EXPECT_TRUE(at::allclose(got, at::matmul(x, w.t()), 1e-5, 1e-5));
+}
+
+TEST(PackedLinear, HoldsACopyOfTheWeight) {
+  if (!PackedLinear::Available()) GTEST_SKIP() << "no libxsmm kernels in this build or on this CPU";
+  at::Tensor w = at::randn({32, 8}), x = at::randn({2, 8});
+  PackedLinear p(w);
+  at::Tensor before = p.Apply(x);
+  w.mul_(2);
+  EXPECT_TRUE(at::equal(p.Apply(x), before));
+}
+
+TEST(PackedLinear, RefusesOtherDtypesAndShapes) {
+  EXPECT_THROW(PackedLinear(at::randn({4, 4}, at::kDouble)), std::invalid_argument);
+  EXPECT_THROW(PackedLinear(at::randn({4})), std::invalid_argument);
+  if (!PackedLinear::Available()) return;
+  PackedLinear p(at::randn({32, 8}));
+  EXPECT_THROW(p.Apply(at::randn({2, 9})), std::invalid_argument);
+  EXPECT_THROW(p.Apply(at::randn({2, 8}, at::kDouble)), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace openrl::model
