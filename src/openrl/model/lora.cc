@@ -201,14 +201,24 @@ LoraStack::LoraStack(std::vector<const LoraAdapter*> adapters, const std::vector
 }
 
 void LoraStack::SetRows(const std::vector<int64_t>& row_slots) {
-  int64_t S = static_cast<int64_t>(adapters_.size());
+  const int64_t S = static_cast<int64_t>(adapters_.size()), B = static_cast<int64_t>(row_slots.size());
   bool base_rows = std::any_of(row_slots.begin(), row_slots.end(), [](int64_t s) { return s < 0; });
-  std::vector<int64_t> slots;
-  for (int64_t s : row_slots) slots.push_back(s < 0 ? S : s);  // the zero slot after the adapters
-  if (base_rows != base_rows_) entries_.clear();                // the zero slot comes or goes
-  base_rows_ = base_rows;
   single_ = S == 1 && !base_rows;
-  slots_ = at::tensor(slots, at::kLong).to(device_);
+  // Built on the host, one copy to the device.
+  at::Tensor onehot = at::zeros({B, S}, at::kFloat), slots = at::zeros({B}, at::kLong),
+             used = at::zeros({B, 1, 1}, at::kFloat);
+  auto oh = onehot.accessor<float, 2>();
+  auto sl = slots.accessor<int64_t, 1>();
+  auto us = used.accessor<float, 3>();
+  for (int64_t b = 0; b < B; ++b) {
+    if (row_slots[b] < 0) continue;
+    oh[b][row_slots[b]] = 1.0f;
+    sl[b] = row_slots[b];
+    us[b][0][0] = 1.0f;
+  }
+  onehot_ = onehot.to(device_);
+  slots_ = slots.to(device_);
+  row_used_ = base_rows ? used.to(device_) : at::Tensor();
 }
 
 std::vector<int64_t> LoraStack::Key(int64_t layer, std::initializer_list<LinearKind> kinds) const {
@@ -232,8 +242,9 @@ at::Tensor LoraStack::Apply(const at::Tensor& y, const at::Tensor& x, int64_t la
                             std::initializer_list<LinearKind> kinds, std::initializer_list<int64_t> widths) const {
   Entry& e = entries_[{layer, *kinds.begin()}];
   std::vector<int64_t> key = Key(layer, kinds);
-  if (e.key != key || !e.a_t.defined()) {
-    int64_t S = static_cast<int64_t>(adapters_.size()), in = x.size(-1), out = 0, R = 0;
+  const int64_t S = static_cast<int64_t>(adapters_.size());
+  if (e.key != key || !e.a_cat.defined()) {
+    int64_t in = x.size(-1), out = 0, R = 0;
     for (int64_t w : widths) out += w;
     for (const LoraAdapter* a : adapters_) {
       int64_t r = 0;
@@ -243,16 +254,19 @@ at::Tensor LoraStack::Apply(const at::Tensor& y, const at::Tensor& x, int64_t la
     }
     auto opts = at::TensorOptions().dtype(at::kFloat).device(device_);
     e.rank = R;
-    e.a_t = at::zeros({S + (base_rows_ ? 1 : 0), in, std::max<int64_t>(R, 1)}, opts);
-    e.b_t = at::zeros({S + (base_rows_ ? 1 : 0), std::max<int64_t>(R, 1), out}, opts);
+    R = std::max<int64_t>(R, 1);
+    // Slot s owns columns [s·R, (s+1)·R) of a_cat and the same rows of b_cat; ranks below R are
+    // zero-padded.
+    e.a_cat = at::zeros({in, S * R}, opts);
+    e.b_cat = at::zeros({S * R, out}, opts);
     for (int64_t s = 0; s < S; ++s) {
-      int64_t roff = 0, ooff = 0;
+      int64_t roff = s * R, ooff = 0;
       auto w = widths.begin();
       for (LinearKind k : kinds) {
         if (const LoraAdapter::Pair* p = adapters_[s]->Find(layer, k)) {
           int64_t r = p->a.size(0);
-          e.a_t[s].narrow(1, roff, r).copy_(p->a.t());
-          e.b_t[s].narrow(0, roff, r).narrow(1, ooff, *w).copy_(p->b.t() * adapters_[s]->config().scale());
+          e.a_cat.narrow(1, roff, r).copy_(p->a.t());
+          e.b_cat.narrow(0, roff, r).narrow(1, ooff, *w).copy_(p->b.t() * adapters_[s]->config().scale());
           roff += r;
         }
         ooff += *w++;
@@ -262,8 +276,22 @@ at::Tensor LoraStack::Apply(const at::Tensor& y, const at::Tensor& x, int64_t la
   }
   if (e.rank == 0) return y;
   at::Tensor xs = x.scalar_type() == at::kFloat ? x : x.to(at::kFloat);
-  at::Tensor d = single_ ? at::matmul(at::matmul(xs, e.a_t[0]), e.b_t[0])
-                         : at::matmul(at::matmul(xs, e.a_t.index_select(0, slots_)), e.b_t.index_select(0, slots_));
+  const int64_t B = x.size(0), T = x.size(1), R = e.a_cat.size(1) / S;
+  at::Tensor d;
+  if (single_) {
+    d = at::matmul(at::matmul(xs, e.a_cat), e.b_cat);
+  } else if (S <= kOneHotMaxSlots) {
+    // Every row through every adapter's A (one GEMM), the other adapters' ranks zeroed by the
+    // row's one-hot slot, then one GEMM through all the B's: no per-row copy of any weight.
+    at::Tensor z = at::matmul(xs, e.a_cat).view({B, T, S, R}) * onehot_.view({B, 1, S, 1});
+    d = at::matmul(z.view({B, T, S * R}), e.b_cat);
+  } else {
+    // Many adapters: each row's own A and B gathered (a copy per row, but FLOPs of one adapter).
+    at::Tensor a = e.a_cat.view({-1, S, R}).permute({1, 0, 2}).index_select(0, slots_);
+    at::Tensor b = e.b_cat.view({S, R, -1}).index_select(0, slots_);
+    d = at::matmul(at::matmul(xs, a), b);
+    if (row_used_.defined()) d = d * row_used_;
+  }
   return y + d.to(y.scalar_type());
 }
 

@@ -76,14 +76,21 @@ struct LoraBatch {
   const LoraStack* stack = nullptr;
 };
 
-// Inference (no autograd): every adapter of a batch stacked per (layer, projection group), so one
-// gather and two batched matmuls apply all of them to all rows at once, however many adapters the
-// batch mixes, instead of a cast, two matmuls, a scale, a cast and an add per adapter and
-// projection. Projections that read the same input (q|k|v, gate|up) share one stacked A and one
-// block-diagonal B with the scale folded in. A layer's stack is built on first use and kept while
-// the adapters' tensors are unchanged, so a decode loop pays for it once. One forward at a time.
+// Inference (no autograd): every adapter of a batch stacked per (layer, projection group), so a
+// few matmuls apply all of them to all rows at once, however many adapters the batch mixes,
+// instead of a cast, two matmuls, a scale, a cast and an add per adapter and projection.
+// Projections that read the same input (q|k|v, gate|up) share one stacked A and one
+// block-diagonal B with the scale folded in. With up to kOneHotMaxSlots adapters, every row goes
+// through all the adapters' A's in one GEMM, the ranks of the adapters not its own are zeroed, and
+// one GEMM goes through all the B's: the extra FLOPs grow with the number of adapters, while
+// gathering each row's own A and B copies both per row per call. On a CPU decode step of
+// SmolLM2-135M's shapes (2 threads) the one-hot form was 1.4× faster at 3–4 adapters, 1.2× at 5,
+// level at 6 and slower at 8 (bench/RESULTS.md); more adapters than kOneHotMaxSlots gather. A layer's stack
+// is built on first use and kept while the adapters' tensors are unchanged, so a decode loop pays for it
+// once. One forward at a time.
 class LoraStack {
  public:
+  static constexpr int64_t kOneHotMaxSlots = 5;
   // adapters[s] is slot s; row_slots[b] is row b's slot, or -1 for the base model alone.
   LoraStack(std::vector<const LoraAdapter*> adapters, const std::vector<int64_t>& row_slots, at::Device device);
   const std::vector<const LoraAdapter*>& adapters() const { return adapters_; }
@@ -97,15 +104,16 @@ class LoraStack {
  private:
   struct Entry {
     std::vector<int64_t> key;  // the tensors it was built from: data pointers and versions
-    int64_t rank = 0;          // stacked rank (0: no adapter targets these projections)
-    at::Tensor a_t, b_t;       // (S, in, R), (S, R, out) fp32; slot S-1 zeros when rows use the base
+    int64_t rank = 0;          // stacked rank R (0: no adapter targets these projections)
+    at::Tensor a_cat, b_cat;   // (in, S·R), (S·R, out) fp32: slot s in columns / rows [s·R, (s+1)·R)
   };
   std::vector<int64_t> Key(int64_t layer, std::initializer_list<LinearKind> kinds) const;
   std::vector<const LoraAdapter*> adapters_;
   at::Device device_;
-  at::Tensor slots_;          // (B,) int64 on device_
-  bool base_rows_ = false;    // some row uses no adapter
-  bool single_ = false;       // one adapter on every row: plain matmuls, no gather
+  at::Tensor onehot_;    // (B, S) fp32: 1 at each row's slot (none for base-model rows)
+  at::Tensor slots_;     // (B,) int64: each row's slot (0 for base-model rows, masked by row_used_)
+  at::Tensor row_used_;  // (B, 1, 1) fp32 0/1 when some row uses no adapter, else undefined
+  bool single_ = false;  // one adapter on every row: plain matmuls
   mutable std::map<std::pair<int64_t, LinearKind>, Entry> entries_;
 };
 

@@ -129,6 +129,30 @@ TEST_P(LoraStackTest, Bf16BaseTracksPerAdapterPath) {
   EXPECT_GT((got.argmax(-1) == want.argmax(-1)).to(at::kFloat).mean().item<double>(), 0.9);
 }
 
+TEST_P(LoraStackTest, ManyAdaptersGatherAndMatchPerAdapterPath) {
+  c10::NoGradGuard no_grad;
+  auto cfg = testing::TinyConfig(GetParam());
+  auto m = Transformer::Init(cfg, at::kFloat, at::kCPU, 5);
+  using K = LinearKind;
+  // More adapters than the one-hot form takes: each row's own A and B are gathered.
+  std::vector<std::unique_ptr<LoraAdapter>> owned;
+  std::vector<const LoraAdapter*> adapters;
+  for (int64_t s = 0; s <= LoraStack::kOneHotMaxSlots; ++s) {
+    std::set<K> targets =
+        s % 2 ? std::set<K>{K::kQ, K::kV, K::kDown} : std::set<K>{K::kK, K::kO, K::kGate, K::kUp};
+    owned.push_back(Adapter(cfg, 2 + s % 3, 8, targets, false, 20 + static_cast<uint64_t>(s)));
+    adapters.push_back(owned.back().get());
+  }
+  const int64_t last = LoraStack::kOneHotMaxSlots;
+  std::vector<int64_t> slots = {last, -1, 3, 0, last, 1};
+  at::manual_seed(9);
+  at::Tensor ids = at::randint(3, cfg.vocab_size, {6, 4}, at::kLong);
+  LoraBatch ref = Groups(adapters, slots), stacked = ref;
+  LoraStack stack(adapters, slots, at::kCPU);
+  stacked.stack = &stack;
+  ExpectClose(Forward(*m, ids, stacked), Forward(*m, ids, ref));
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, LoraStackTest,
                          ::testing::Values(Family::kLlama, Family::kQwen3, Family::kGemma3),
                          [](const auto& info) { return std::string(FamilyName(info.param)); });
