@@ -143,6 +143,8 @@ class Transformer {
   const InferenceWeights* Inference(int64_t layer) const;
   // Whether calls without grad use packed copies (fp32 on CPU, PackedLinear::Available()).
   bool Packs() const;
+  // The head's (in, out) copy; also given under autograd while the head is frozen (the chunked
+  // head reads it).
   at::Tensor InferenceHead() const;
   // The head as a packed copy for a no-grad call of few rows, or null (see Projection).
   std::shared_ptr<const PackedLinear> PackedHead(int64_t rows) const;
