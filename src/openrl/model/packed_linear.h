@@ -4,8 +4,8 @@
 // Why: at 1–32 rows a CPU GEMM is limited by how it streams the weight, not by arithmetic, and
 // MKL's general kernels stream it poorly there (measured on a 2-core AMD EPYC, 2 threads, weights
 // out of cache: 5–61 GFLOP/s at M = 1–16 against 9–94 for these kernels, e.g. a 16×576·576×1536
-// projection in 302 µs against 644). From about 64 rows on MKL is as fast or faster, so callers
-// keep their own path there (see Transformer::Projection).
+// projection in 302 µs against 644). From about 64 rows on MKL is as fast or faster; the
+// transformer uses it for decode steps only (see Transformer::Projection).
 //
 // The copy holds W as blocks of kBlock output columns, each (in, kBlock) contiguous, so one kernel
 // call reads one block front to back; blocks are spread over the intra-op threads. Built only when

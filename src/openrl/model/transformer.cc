@@ -41,6 +41,13 @@ at::Tensor Project(const at::Tensor& x, const at::Tensor& w) {
   return at::mm(x.reshape({-1, x.size(-1)}), w).view(sizes);
 }
 
+// A decode step's input: (B, 1, in) with few rows, what PackedLinear is for. Only such calls use the
+// packed copies, so a forward without grad (Tinker's `forward`, `compute_logprobs`) multiplies
+// exactly as the same forward under autograd does and gives the same values.
+bool DecodeStep(const at::Tensor& x) {
+  return x.dim() == 3 && x.size(1) == 1 && x.size(0) <= PackedLinear::kMaxRows;
+}
+
 at::Tensor RotateHalf(const at::Tensor& x) {
   int64_t half = x.size(-1) / 2;
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -276,7 +283,7 @@ bool Stacked(const LoraBatch* lora, const at::Tensor& x) {
 }
 }  // namespace
 
-const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
+const Transformer::InferenceWeights* Transformer::Inference(int64_t i, const at::Tensor& x) const {
   if (cfg_.attention_bias) return nullptr;
   const auto& L = layers_[i];
   // Under autograd only while the layer is frozen (LoRA training): gradients flow to the input
@@ -294,13 +301,12 @@ const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
     iw = InferenceWeights{};
     iw.versions = std::move(versions);
   }
-  const bool packed = !grad && Packs();
-  auto need = [&](Projection& p, std::vector<at::Tensor> ws) {
+  const bool packed = !grad && Packs() && DecodeStep(x);
+  auto need = [&](Projection& p, const std::vector<at::Tensor>& ws) {
     if (packed ? p.packed != nullptr : p.t.defined()) return;
     at::Tensor w = ws.size() == 1 ? ws[0] : at::cat(ws, 0);
     if (packed) {
       p.packed = std::make_shared<const PackedLinear>(w);
-      p.parts = std::move(ws);
     } else {
       p.t = Transposed(w);
     }
@@ -313,15 +319,7 @@ const Transformer::InferenceWeights* Transformer::Inference(int64_t i) const {
 }
 
 at::Tensor Transformer::Projection::operator()(const at::Tensor& x) const {
-  if (packed != nullptr && !c10::GradMode::is_enabled()) {
-    if (x.numel() / x.size(-1) <= PackedLinear::kMaxRows) return packed->Apply(x);
-    if (!t.defined()) {
-      if (parts.size() == 1) return at::linear(x, parts[0]);
-      std::vector<at::Tensor> ys;
-      for (const at::Tensor& w : parts) ys.push_back(at::linear(x, w));
-      return at::cat(ys, -1);
-    }
-  }
+  if (packed != nullptr && !c10::GradMode::is_enabled() && DecodeStep(x)) return packed->Apply(x);
   return Project(x, t);
 }
 
@@ -329,8 +327,8 @@ bool Transformer::Packs() const {
   return dtype_ == at::kFloat && device_.is_cpu() && PackedLinear::Available();
 }
 
-std::shared_ptr<const PackedLinear> Transformer::PackedHead(int64_t rows) const {
-  if (c10::GradMode::is_enabled() || rows > PackedLinear::kMaxRows || !Packs()) return nullptr;
+std::shared_ptr<const PackedLinear> Transformer::PackedHead(const at::Tensor& hidden) const {
+  if (c10::GradMode::is_enabled() || !DecodeStep(hidden) || !Packs()) return nullptr;
   const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
   std::lock_guard<std::mutex> lock(inference_mu_);
   const void* data = head.data_ptr();
@@ -379,7 +377,7 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
   const LoraBatch* lora = args.lora;
   int64_t B = x.size(0), T = x.size(1), hd = cfg_.head_dim;
   at::Tensor q, k, v;
-  if (const InferenceWeights* iw = Inference(i)) {
+  if (const InferenceWeights* iw = Inference(i, x)) {
     int64_t qd = cfg_.num_attention_heads * hd, kd = cfg_.num_key_value_heads * hd;
     at::Tensor qkv = iw->qkv(x);
     qkv = Stacked(lora, x)
@@ -441,7 +439,7 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
     out = DotProductAttention(q, k, v, mask, scale);
   }
   out = out.transpose(1, 2).reshape({B, T, -1}).to(x.scalar_type());
-  if (const InferenceWeights* iw = Inference(i)) {
+  if (const InferenceWeights* iw = Inference(i, out)) {
     at::Tensor y = iw->o(out);
     return Stacked(lora, out) ? lora->stack->Apply(y, out, i, {LinearKind::kO}, {cfg_.hidden_size})
                               : AddLoraGroup(y, out, lora, i, {LinearKind::kO}, {cfg_.hidden_size});
@@ -452,7 +450,7 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
 at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lora) const {
   const auto& L = layers_[i];
   at::Tensor none, g, u;
-  const InferenceWeights* iw = Inference(i);
+  const InferenceWeights* iw = Inference(i, x);
   if (iw) {
     at::Tensor gu = iw->gate_up(x);
     int64_t ff = cfg_.intermediate_size;
@@ -552,7 +550,7 @@ at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
 
 at::Tensor Transformer::Logits(const at::Tensor& hidden, const LoraBatch* lora) const {
   const at::Tensor& head = cfg_.tie_word_embeddings ? embed_ : lm_head_;
-  std::shared_ptr<const PackedLinear> packed = PackedHead(hidden.numel() / hidden.size(-1));
+  std::shared_ptr<const PackedLinear> packed = PackedHead(hidden);
   at::Tensor head_t = packed ? at::Tensor() : InferenceHead();
   at::Tensor logits;
   if (packed == nullptr && !head_t.defined()) {

@@ -124,30 +124,30 @@ class Transformer {
   // One projection of the fused path: x·[W1; W2; …]ᵀ for weights that read the same input (q|k|v,
   // gate|up) or a single one. It holds whichever copies the calls so far needed:
   //  - t: (in, out), fused (see Transposed()): under autograd (LoRA training over a frozen base,
-  //    where one fused matmul replaces three), and without grad where there is no packed copy;
-  //  - packed: fp32 on CPU without grad (PackedLinear): the rows of a decode step (up to
-  //    PackedLinear::kMaxRows); more rows go through `parts`, the layer's own weights (no copy),
-  //    as MKL is as fast there.
+  //    where one fused matmul replaces three) and for calls without grad of more than one position;
+  //  - packed: fp32 on CPU without grad, for decode steps ((B, 1, in), B up to
+  //    PackedLinear::kMaxRows): PackedLinear's small-GEMM kernels.
+  // A process that both trains and samples one fp32 CPU model holds both copies.
   struct Projection {
     at::Tensor t;
     std::shared_ptr<const PackedLinear> packed;
-    std::vector<at::Tensor> parts;
     at::Tensor operator()(const at::Tensor& x) const;
   };
   struct InferenceWeights {
     Projection qkv, gate_up, o, down;
     std::vector<int64_t> versions;  // of the source weights the copies were made from
   };
-  // The fused projections (null under autograd while the layer trains). Copies are made on first
-  // need and dropped when a source weight changes (its version counter moves).
-  const InferenceWeights* Inference(int64_t layer) const;
+  // The fused projections (null under autograd while the layer trains), with the copy that a call
+  // on input x needs. Copies are made on first need and dropped when a source weight changes (its
+  // version counter moves).
+  const InferenceWeights* Inference(int64_t layer, const at::Tensor& x) const;
   // Whether calls without grad use packed copies (fp32 on CPU, PackedLinear::Available()).
   bool Packs() const;
   // The head's (in, out) copy; also given under autograd while the head is frozen (the chunked
   // head reads it).
   at::Tensor InferenceHead() const;
-  // The head as a packed copy for a no-grad call of few rows, or null (see Projection).
-  std::shared_ptr<const PackedLinear> PackedHead(int64_t rows) const;
+  // The head as a packed copy for a decode step's hidden states without grad, or null (see Projection).
+  std::shared_ptr<const PackedLinear> PackedHead(const at::Tensor& hidden) const;
   // (in, out) weights for `x · w`: a contiguous copy in fp32, a transposed view in half precision.
   at::Tensor Transposed(const at::Tensor& w) const;
 
