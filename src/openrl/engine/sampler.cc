@@ -290,11 +290,14 @@ Result<std::vector<std::pair<int64_t, SampleResult>>> GenerationBatch::Step() {
     // row's log-softmax at its own temperature (1 for greedy rows).
     int64_t B = static_cast<int64_t>(im.rows.size());
     std::vector<float> temps(static_cast<size_t>(B));
+    bool unit = true;  // every row at temperature 1 (or greedy): no division to make
     for (int64_t i = 0; i < B; ++i) {
       double t = im.rows[static_cast<size_t>(i)].request.params.temperature;
       temps[static_cast<size_t>(i)] = t > 0 ? static_cast<float>(t) : 1.0f;
+      unit = unit && temps[static_cast<size_t>(i)] == 1.0f;
     }
-    at::Tensor lp_all = at::log_softmax(logits / at::tensor(temps, at::kFloat).view({B, 1}), 1);
+    at::Tensor lp_all =
+        at::log_softmax(unit ? logits : logits / at::tensor(temps, at::kFloat).view({B, 1}), 1);
     at::Tensor greedy = logits.argmax(1);
     auto greedy_at = greedy.accessor<int64_t, 1>();
     std::vector<int64_t> chosen(static_cast<size_t>(B), 0);

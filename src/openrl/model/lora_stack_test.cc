@@ -3,7 +3,6 @@
 // targets and scales, rows without an adapter, a head adapter), rebuilt when an adapter changes in
 // place, and far fewer ATen ops per decode step.
 #include <gtest/gtest.h>
-#include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
 
 #include "openrl/model/lora.h"
@@ -48,19 +47,6 @@ at::Tensor Forward(const Transformer& m, const at::Tensor& ids, const LoraBatch&
 void ExpectClose(const at::Tensor& got, const at::Tensor& want) {
   double tol = 1e-6 * std::max(10.0, want.abs().max().item<double>());
   EXPECT_LT((got - want).abs().max().item<double>(), tol);
-}
-
-int64_t CountOps(const std::function<void()>& fn) {
-  static thread_local int64_t count = 0;
-  count = 0;
-  auto handle = at::addThreadLocalCallback(
-      at::RecordFunctionCallback([](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
-        ++count;
-        return nullptr;
-      }).scopes({at::RecordScope::FUNCTION}));
-  fn();
-  at::removeCallback(handle);
-  return count;
 }
 
 class LoraStackTest : public ::testing::TestWithParam<Family> {};
@@ -172,9 +158,12 @@ TEST(LoraStack, DecodeStepIssuesFewerOps) {
   LoraStack stack(adapters, slots, at::kCPU);
   stacked.stack = &stack;
   Forward(*m, ids, stacked);  // builds the stack once, as the first decode step does
-  int64_t per_adapter = CountOps([&] { Forward(*m, ids, ref); });
-  int64_t at_once = CountOps([&] { Forward(*m, ids, stacked); });
-  int64_t base = CountOps([&] { LoraBatch none; Forward(*m, ids, none); });
+  int64_t per_adapter = testing::CountOps([&] { Forward(*m, ids, ref); });
+  int64_t at_once = testing::CountOps([&] { Forward(*m, ids, stacked); });
+  int64_t base = testing::CountOps([&] {
+    LoraBatch none;
+    Forward(*m, ids, none);
+  });
   std::cout << "ATen ops per decode step, 3 adapters over 6 rows, 2 layers: base alone " << base
             << ", per adapter " << per_adapter << ", stacked " << at_once << "\n";
   ASSERT_GT(base, 0);

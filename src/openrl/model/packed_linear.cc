@@ -1,6 +1,7 @@
 #include "openrl/model/packed_linear.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
@@ -74,6 +75,7 @@ at::Tensor PackedLinear::Apply(const at::Tensor& x) const {
   std::vector<int64_t> sizes = x.sizes().vec();
   sizes.back() = out_;
 #ifdef OPENRL_HAVE_LIBXSMM
+  RECORD_FUNCTION("openrl::PackedLinear", std::vector<c10::IValue>({x}));  // seen by the profiler
   at::Tensor x2 = x.reshape({-1, in_}).contiguous();
   int64_t rows = x2.size(0);
   at::Tensor y = at::empty({rows, out_}, x2.options());

@@ -1,7 +1,9 @@
 // Tiny random models and adapters for the model and engine unit tests (header-only, tests only).
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -38,6 +40,20 @@ inline std::unique_ptr<LoraAdapter> RandomAdapter(const ModelConfig& c, uint64_t
   for (auto& [name, t] : a->NamedTensors())
     if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.3);
   return a;
+}
+
+// The ATen ops (FUNCTION scope, nested ones included) that fn issues on this thread.
+inline int64_t CountOps(const std::function<void()>& fn) {
+  static thread_local int64_t count = 0;
+  count = 0;
+  auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
+        ++count;
+        return nullptr;
+      }).scopes({at::RecordScope::FUNCTION}));
+  fn();
+  at::removeCallback(handle);
+  return count;
 }
 
 }  // namespace openrl::model::testing

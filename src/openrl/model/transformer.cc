@@ -323,6 +323,14 @@ at::Tensor Transformer::Projection::operator()(const at::Tensor& x) const {
   return Project(x, t);
 }
 
+at::Tensor Transformer::ProjectWithLora(const Projection& p, const at::Tensor& x, const LoraBatch* lora,
+                                        int64_t layer, std::initializer_list<LinearKind> kinds,
+                                        std::initializer_list<int64_t> widths) const {
+  at::Tensor y = p(x);
+  return Stacked(lora, x) ? lora->stack->Apply(y, x, layer, kinds, widths)
+                          : AddLoraGroup(y, x, lora, layer, kinds, widths);
+}
+
 bool Transformer::Packs() const {
   return dtype_ == at::kFloat && device_.is_cpu() && PackedLinear::Available();
 }
@@ -379,10 +387,8 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
   at::Tensor q, k, v;
   if (const InferenceWeights* iw = Inference(i, x)) {
     int64_t qd = cfg_.num_attention_heads * hd, kd = cfg_.num_key_value_heads * hd;
-    at::Tensor qkv = iw->qkv(x);
-    qkv = Stacked(lora, x)
-              ? lora->stack->Apply(qkv, x, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd})
-              : AddLoraGroup(qkv, x, lora, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd});
+    at::Tensor qkv =
+        ProjectWithLora(iw->qkv, x, lora, i, {LinearKind::kQ, LinearKind::kK, LinearKind::kV}, {qd, kd, kd});
     // One split (its backward is one cat), not three narrows (three zero-filled gradients).
     auto parts = qkv.split_with_sizes({qd, kd, kd}, -1);
     q = parts[0];
@@ -439,11 +445,8 @@ at::Tensor Transformer::Attention(int64_t i, const at::Tensor& x, const at::Tens
     out = DotProductAttention(q, k, v, mask, scale);
   }
   out = out.transpose(1, 2).reshape({B, T, -1}).to(x.scalar_type());
-  if (const InferenceWeights* iw = Inference(i, out)) {
-    at::Tensor y = iw->o(out);
-    return Stacked(lora, out) ? lora->stack->Apply(y, out, i, {LinearKind::kO}, {cfg_.hidden_size})
-                              : AddLoraGroup(y, out, lora, i, {LinearKind::kO}, {cfg_.hidden_size});
-  }
+  if (const InferenceWeights* iw = Inference(i, out))
+    return ProjectWithLora(iw->o, out, lora, i, {LinearKind::kO}, {cfg_.hidden_size});
   return ApplyLinear(out, L.o, L.o_bias, lora, i, LinearKind::kO);
 }
 
@@ -452,10 +455,8 @@ at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lor
   at::Tensor none, g, u;
   const InferenceWeights* iw = Inference(i, x);
   if (iw) {
-    at::Tensor gu = iw->gate_up(x);
     int64_t ff = cfg_.intermediate_size;
-    gu = Stacked(lora, x) ? lora->stack->Apply(gu, x, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff})
-                          : AddLoraGroup(gu, x, lora, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff});
+    at::Tensor gu = ProjectWithLora(iw->gate_up, x, lora, i, {LinearKind::kGate, LinearKind::kUp}, {ff, ff});
     auto parts = gu.split_with_sizes({ff, ff}, -1);
     g = parts[0];
     u = parts[1];
@@ -463,16 +464,16 @@ at::Tensor Transformer::Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lor
     g = ApplyLinear(x, L.gate, none, lora, i, LinearKind::kGate);
     u = ApplyLinear(x, L.up, none, lora, i, LinearKind::kUp);
   }
+  at::Tensor h = GatedActivation(g, u);
+  if (iw) return ProjectWithLora(iw->down, h, lora, i, {LinearKind::kDown}, {cfg_.hidden_size});
+  return ApplyLinear(h, L.down, none, lora, i, LinearKind::kDown);
+}
+
+at::Tensor Transformer::GatedActivation(const at::Tensor& g, const at::Tensor& u) const {
   at::Tensor act = cfg_.hidden_act == "silu" ? at::silu(g)
                    : cfg_.hidden_act == "gelu" ? at::gelu(g)
                                                : at::gelu(g, "tanh");
-  at::Tensor h = act * u;
-  if (iw) {
-    at::Tensor y = iw->down(h);
-    return Stacked(lora, h) ? lora->stack->Apply(y, h, i, {LinearKind::kDown}, {cfg_.hidden_size})
-                            : AddLoraGroup(y, h, lora, i, {LinearKind::kDown}, {cfg_.hidden_size});
-  }
-  return ApplyLinear(h, L.down, none, lora, i, LinearKind::kDown);
+  return act * u;
 }
 
 at::Tensor Transformer::Layer(int64_t i, const at::Tensor& h, const at::Tensor& cos,
@@ -489,19 +490,30 @@ at::Tensor Transformer::Layer(int64_t i, const at::Tensor& h, const at::Tensor& 
   return h2 + Mlp(i, RmsNorm(h2, L.post_attn_norm), args.lora);
 }
 
+at::Tensor Transformer::Positions(const ForwardArgs& args, const at::Tensor& valid, int64_t past) const {
+  if (args.position_ids.defined()) return args.position_ids.to(device_);
+  at::Tensor prior = past > 0 ? args.cache->valid().narrow(1, 0, past).sum(1, true, at::kLong)
+                              : at::zeros({valid.size(0), 1}, at::kLong).to(device_);
+  return (prior + valid.to(at::kLong).cumsum(1) - 1).clamp_min(0);
+}
+
+std::pair<at::Tensor, at::Tensor> Transformer::RopeTables(const at::Tensor& positions,
+                                                          const at::Tensor& inv) const {
+  // (B, 1, T, hd), computed in fp32 then cast like the reference.
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv.view({1, 1, -1});
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(dtype_).unsqueeze(1), emb.sin().to(dtype_).unsqueeze(1)};
+}
+
 at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
+  if (FusedDecode(args)) return DecodeHidden(args);
   const at::Tensor& ids = args.input_ids;
   int64_t B = ids.size(0), T = ids.size(1);
   auto bool_opts = at::TensorOptions().dtype(at::kBool).device(device_);
   at::Tensor valid = args.valid.defined() ? args.valid.to(device_, at::kBool) : at::ones({B, T}, bool_opts);
   int64_t past = args.cache ? args.cache->length() : 0;
   // Callers build ids, masks and positions on the host; everything below runs on the weights' device.
-  at::Tensor positions = args.position_ids.defined() ? args.position_ids.to(device_) : args.position_ids;
-  if (!positions.defined()) {
-    at::Tensor prior = past > 0 ? args.cache->valid().narrow(1, 0, past).sum(1, true, at::kLong)
-                                : at::zeros({B, 1}, at::kLong).to(device_);
-    positions = (prior + valid.to(at::kLong).cumsum(1) - 1).clamp_min(0);
-  }
+  at::Tensor positions = Positions(args, valid, past);
   if (args.cache) args.cache->valid().narrow(1, past, T).copy_(valid);
   at::Tensor kv_valid = args.cache ? args.cache->valid().narrow(1, 0, past + T) : valid;
   int64_t S = past + T;
@@ -521,15 +533,9 @@ at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
   if (need_local) local_mask = build(causal & (ks > qs - *cfg_.sliding_window));
   else local_mask = global_mask;
 
-  // RoPE tables (B, 1, T, hd), computed in fp32 then cast like the reference.
-  auto rope = [&](const at::Tensor& inv) {
-    at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv.view({1, 1, -1});
-    at::Tensor emb = at::cat({freqs, freqs}, -1);
-    return std::pair{emb.cos().to(dtype_).unsqueeze(1), emb.sin().to(dtype_).unsqueeze(1)};
-  };
-  auto [cos_g, sin_g] = rope(inv_freq_global_);
+  auto [cos_g, sin_g] = RopeTables(positions, inv_freq_global_);
   at::Tensor cos_l = cos_g, sin_l = sin_g;
-  if (cfg_.gemma()) std::tie(cos_l, sin_l) = rope(inv_freq_local_);
+  if (cfg_.gemma()) std::tie(cos_l, sin_l) = RopeTables(positions, inv_freq_local_);
 
   at::Tensor h = at::embedding(embed_, ids.to(device_));
   if (cfg_.gemma()) h = h * at::scalar_tensor(std::sqrt(static_cast<double>(cfg_.hidden_size)), at::kFloat).to(dtype_);

@@ -10,9 +10,11 @@
 #include <ATen/ATen.h>
 
 #include <functional>
-#include <mutex>
+#include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "openrl/core/status.h"
@@ -120,6 +122,17 @@ class Transformer {
   at::Tensor Attention(int64_t i, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                        const at::Tensor& mask, const ForwardArgs& args) const;
   at::Tensor Mlp(int64_t i, const at::Tensor& x, const LoraBatch* lora) const;
+  at::Tensor GatedActivation(const at::Tensor& g, const at::Tensor& u) const;  // act(g)·u
+  // (B, T) positions: args' own, or counting each row's real tokens (cached ones first) from 0.
+  at::Tensor Positions(const ForwardArgs& args, const at::Tensor& valid, int64_t past) const;
+  // RoPE cos and sin tables (B, 1, T, hd) in the model's dtype for positions (B, T).
+  std::pair<at::Tensor, at::Tensor> RopeTables(const at::Tensor& positions, const at::Tensor& inv_freq) const;
+  // A decode step (one position per row, with a cache) of an fp32 model on CPU without grad runs
+  // through the fused kernels of decode_kernels.h: the same arithmetic as Layer() in a few calls
+  // per layer. OPENRL_FUSED_DECODE=0 turns it off (read on every step, so tests and benchmarks can
+  // compare both paths in one process).
+  bool FusedDecode(const ForwardArgs& args) const;
+  at::Tensor DecodeHidden(const ForwardArgs& args) const;
 
   // One projection of the fused path: x·[W1; W2; …]ᵀ for weights that read the same input (q|k|v,
   // gate|up) or a single one. It holds whichever copies the calls so far needed:
@@ -137,6 +150,10 @@ class Transformer {
     Projection qkv, gate_up, o, down;
     std::vector<int64_t> versions;  // of the source weights the copies were made from
   };
+  // p(x) plus the batch's adapters on those projections (kinds in p's output order, widths theirs).
+  at::Tensor ProjectWithLora(const Projection& p, const at::Tensor& x, const LoraBatch* lora, int64_t layer,
+                             std::initializer_list<LinearKind> kinds,
+                             std::initializer_list<int64_t> widths) const;
   // The fused projections (null under autograd while the layer trains), with the copy that a call
   // on input x needs. Copies are made on first need and dropped when a source weight changes (its
   // version counter moves).
