@@ -12,8 +12,10 @@
 #include <vector>
 
 // The kernels below use GCC vector types (16 floats); their clones are compiled per ISA level.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"  // the vector type only lives inside inlined helpers
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__)  // x86-64-vN: GCC 11
 #define OPENRL_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define OPENRL_ISA_CLONES
