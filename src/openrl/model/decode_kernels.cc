@@ -36,6 +36,9 @@ OPENRL_ALWAYS_INLINE Vec Load(const float* p) {
 OPENRL_ALWAYS_INLINE void Store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 OPENRL_ALWAYS_INLINE Vec Splat(float x) { return Vec{} + x; }
 
+// n rounded up to whole vectors (score rows are padded with masked slots to that length).
+constexpr int64_t RoundUpToVectors(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+
 typedef int32_t IVec __attribute__((vector_size(kLanes * sizeof(int32_t))));
 
 // e^x per lane, within about 1 ulp of expf for x in [-87.3, 88.3] (inputs are clamped there):
@@ -158,7 +161,8 @@ OPENRL_ISA_CLONES void AttendGroup(const AttentionTask& t, int64_t b, int64_t g,
   const float *cos = t.cos + b * hd, *sin = t.sin + b * hd;
   float* q = scratch;
   float* scores = q + G * hd;
-  float* normed = scores + G * ((S + kLanes - 1) / kLanes * kLanes);
+  const int64_t padded = RoundUpToVectors(S);
+  float* normed = scores + G * padded;
   float* keys = t.keys + b * t.k_strides[0] + g * t.k_strides[1];
   float* values = t.values + b * t.v_strides[0] + g * t.v_strides[1];
   // The new key (normed, rotated) and value go to the cache first: the row attends to itself.
@@ -183,7 +187,6 @@ OPENRL_ISA_CLONES void AttendGroup(const AttentionTask& t, int64_t b, int64_t g,
   const float scale = static_cast<float>(s.scale);
   const float cap = s.softcap ? static_cast<float>(*s.softcap) : 0.0f;
   constexpr float kMasked = -std::numeric_limits<float>::infinity();
-  const int64_t padded = (S + kLanes - 1) / kLanes * kLanes;  // score rows, padded with masked slots
   for (int64_t j = 0; j < S; ++j) {
     bool seen = j == t.slot || (j >= first && valid[j]);
     const float* k = keys + j * t.k_strides[2];
@@ -333,7 +336,7 @@ at::Tensor Attention(const AttentionShape& shape, const at::Tensor& qkv, const a
                   slot,
                   {keys.stride(0), keys.stride(1), keys.stride(2)},
                   {values.stride(0), values.stride(1), values.stride(2)}};
-  const int64_t G = Hq / Hkv, scratch = G * hd + G * ((slot + kLanes) / kLanes * kLanes) + hd;
+  const int64_t G = Hq / Hkv, scratch = G * hd + G * RoundUpToVectors(slot + 1) + hd;
   at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(static_cast<size_t>(scratch));
     for (int64_t task = begin; task < end; ++task) AttendGroup(t, task / Hkv, task % Hkv, buf.data());
