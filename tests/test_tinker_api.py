@@ -935,3 +935,41 @@ def test_cancelling_a_sample_future_stops_its_generation(openrl_bin, svc, server
     again = sampler.sample(prompt=prompt, num_samples=1, sampling_params=types.SamplingParams(
         max_tokens=3, temperature=1.0, seed=5, stop=[])).result()
     assert len(again.sequences[0].tokens) == 3
+
+
+def test_metrics_report_the_weights_a_base_model_holds(svc, server, tokenizer, real_ggufs):
+    """`openrl_model_weight_bytes` shows the base model's parameters and the copies made for
+    inference. Training and prefill read the parameters in place; only an fp32 model on CPU holds
+    one copy of its projection and head weights (the decode steps' blocked layout): never more."""
+    import gguf
+    from tinker_server import SMOLLM2_GGUF
+
+    tensors = gguf.GGUFReader(str(SMOLLM2_GGUF)).tensors
+    n_params = sum(int(t.n_elements) for t in tensors)
+    n_norms = sum(int(t.n_elements) for t in tensors if "norm" in t.name)
+    ids = tokenizer("Weights are read in place.", add_special_tokens=False).input_ids
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=4, seed=3).result()
+    tc.forward_backward([datum(ids)], "cross_entropy").result()
+    sampler = svc.create_sampling_client(base_model=SMOLLM2_NAME).result()
+    sampler.sample(prompt=types.ModelInput.from_ints(ids), num_samples=2,
+                   sampling_params=types.SamplingParams(max_tokens=4, temperature=1.0, seed=1)).result()
+    import time
+
+    def reported():
+        m = server.metrics()
+        name = 'openrl_model_weight_bytes{model="' + SMOLLM2_NAME + '",kind="%s"}'
+        return m.get(name % "parameters"), m.get(name % "copies")
+
+    on_cpu = "cuda" not in os.environ.get("OPENRL_SERVE_ARGS", "")
+
+    def expected_copies(params):  # fp32 on CPU: one blocked copy of all but the norms
+        return 4 * (n_params - n_norms) if params == 4 * n_params and on_cpu else 0
+
+    deadline = time.monotonic() + 10  # the gauges are set when the engine finishes a cycle
+    params, copies = reported()
+    while (params is None or copies != expected_copies(params)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        params, copies = reported()
+    assert params in (4 * n_params, 2 * n_params), (params, n_params)
+    assert copies == expected_copies(params), (copies, expected_copies(params))
+

@@ -535,6 +535,19 @@ void Scheduler::Impl::EngineLoop() {
   auto& cycles = reg.Counter("openrl_engine_cycles_total", "Clock cycles executed").Get();
   auto& depth = reg.Gauge("openrl_engine_queued_requests", "Requests queued for the engine").Get();
   auto& decoding = reg.Gauge("openrl_engine_generation_rows", "Sample rows decoding in running generations").Get();
+  auto& weight_bytes = reg.Gauge("openrl_model_weight_bytes",
+                                 "Bytes of weights a served base model holds: its parameters, and the copies "
+                                 "made for faster inference (fp32 on CPU: the decode steps' blocked weights)",
+                                 {"model", "kind"});
+  auto report_weights = [&] {  // skipped while a base model loads (that holds models_mu for long)
+    std::unique_lock<std::mutex> g(models_mu, std::try_to_lock);
+    if (!g.owns_lock()) return;
+    for (const auto& [name, base] : bases) {
+      model::Transformer::WeightMemory w = base->model.model->WeightBytes();
+      weight_bytes.With({name, "parameters"}).Set(static_cast<double>(w.parameters));
+      weight_bytes.With({name, "copies"}).Set(static_cast<double>(w.copies));
+    }
+  };
   auto& gather_waits =
       reg.Counter("openrl_engine_gather_waits_total",
                   "Cycles that waited (at most the gather window) for an active client's request")
@@ -645,6 +658,7 @@ void Scheduler::Impl::EngineLoop() {
     decoding.Set(static_cast<double>(GenerationRows()));
     depth.Set(static_cast<double>(queued));
     lock.unlock();
+    report_weights();
     EnforceMemoryBudget();
     lock.lock();
   }

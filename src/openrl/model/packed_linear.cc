@@ -68,6 +68,10 @@ PackedLinear::PackedLinear(const at::Tensor& w) {
   if (tail_ > 0) tail_block_ = wd.narrow(0, full_blocks_ * kBlock, tail_).t().contiguous();
 }
 
+int64_t PackedLinear::bytes() const {
+  return (blocks_.defined() ? blocks_.nbytes() : 0) + (tail_block_.defined() ? tail_block_.nbytes() : 0);
+}
+
 at::Tensor PackedLinear::Apply(const at::Tensor& x) const {
   if (x.size(-1) != in_ || x.scalar_type() != at::kFloat || !x.device().is_cpu())
     throw std::invalid_argument("PackedLinear: input must be fp32 on CPU with " + std::to_string(in_) +

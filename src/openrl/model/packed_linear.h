@@ -31,6 +31,7 @@ class PackedLinear {
 
   int64_t in() const { return in_; }
   int64_t out() const { return out_; }
+  int64_t bytes() const;  // of the blocked copy
   // x: (..., in) fp32 on CPU, any row count (taken kMaxRows rows at a time) → (..., out) fp32.
   at::Tensor Apply(const at::Tensor& x) const;
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <set>
 
 #include <c10/core/GradMode.h>
 
@@ -136,6 +137,42 @@ Transformer::Transformer(ModelConfig cfg, at::ScalarType dtype, at::Device devic
   layers_.resize(cfg_.num_hidden_layers);
   inference_.resize(cfg_.num_hidden_layers);
   ComputeRopeTables();
+  const int64_t h = cfg_.hidden_size, q = cfg_.num_attention_heads * cfg_.head_dim,
+                kv = cfg_.num_key_value_heads * cfg_.head_dim, ff = cfg_.intermediate_size;
+  auto opts = at::TensorOptions().dtype(dtype_).device(device_);
+  for (auto& L : layers_) {
+    L.qkv_w = at::empty({q + 2 * kv, h}, opts);
+    L.q = L.qkv_w.narrow(0, 0, q);
+    L.k = L.qkv_w.narrow(0, q, kv);
+    L.v = L.qkv_w.narrow(0, q + kv, kv);
+    L.gate_up_w = at::empty({2 * ff, h}, opts);
+    L.gate = L.gate_up_w.narrow(0, 0, ff);
+    L.up = L.gate_up_w.narrow(0, ff, ff);
+  }
+}
+
+void Transformer::Fill(at::Tensor& slot, const at::Tensor& t) const {
+  if (slot.defined()) {
+    slot.copy_(t);
+  } else {
+    slot = t.to(device_, dtype_).contiguous();
+  }
+}
+
+at::Tensor Transformer::Fused(const at::Tensor& w, std::initializer_list<const at::Tensor*> parts) {
+  if (parts.size() == 1) return **parts.begin();
+  int64_t row = 0;
+  const int64_t row_bytes = w.defined() ? w.size(1) * w.element_size() : 0;
+  bool views = w.defined() && w.is_contiguous();
+  for (const at::Tensor* t : parts) {
+    views = views && t->is_contiguous() && t->size(1) == w.size(1) && t->scalar_type() == w.scalar_type() &&
+            t->data_ptr() == static_cast<const char*>(w.data_ptr()) + row * row_bytes;
+    row += t->size(0);
+  }
+  if (views && row == w.size(0)) return w;
+  std::vector<at::Tensor> ts;
+  for (const at::Tensor* t : parts) ts.push_back(*t);
+  return at::cat(ts, 0);
 }
 
 void Transformer::ComputeRopeTables() {
@@ -223,7 +260,7 @@ Result<std::unique_ptr<Transformer>> Transformer::Load(const ModelConfig& cfg,
     if (!at::isFloatingType(t.scalar_type()))
       return InvalidArgument("tensor '" + name + "' has non-floating dtype " +
                              std::string(c10::toString(t.scalar_type())));
-    *slots[i].second = t.to(device, dtype).contiguous();
+    m->Fill(*slots[i].second, t);
   }
   return m;
 }
@@ -246,7 +283,7 @@ std::unique_ptr<Transformer> Transformer::Init(const ModelConfig& cfg, at::Scala
       t = at::empty(shape);
       t.normal_(0.0, 0.02, gen);
     }
-    *slots[i].second = t.to(device, dtype).contiguous();
+    m->Fill(*slots[i].second, t);
   }
   return m;
 }
@@ -255,6 +292,25 @@ std::vector<std::pair<std::string, at::Tensor>> Transformer::NamedParameters() c
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (auto& [name, slot] : const_cast<Transformer*>(this)->Slots()) out.emplace_back(name, *slot);
   return out;
+}
+
+Transformer::WeightMemory Transformer::WeightBytes() const {
+  WeightMemory m;
+  std::set<const void*> seen;  // storages: views of one storage count once
+  auto count = [&](const at::Tensor& t, int64_t& into) {
+    if (!t.defined() || !seen.insert(t.storage().unsafeGetStorageImpl()).second) return;
+    into += static_cast<int64_t>(t.storage().nbytes());
+  };
+  for (auto& [name, slot] : const_cast<Transformer*>(this)->Slots()) count(*slot, m.parameters);
+  std::lock_guard<std::mutex> lock(inference_mu_);
+  for (const InferenceWeights& iw : inference_)
+    for (const Projection* p : {&iw.qkv, &iw.gate_up, &iw.o, &iw.down}) {
+      count(p->t, m.copies);
+      if (p->packed != nullptr) m.copies += p->packed->bytes();
+    }
+  count(head_t_, m.copies);
+  if (head_packed_ != nullptr) m.copies += head_packed_->bytes();
+  return m;
 }
 
 void Transformer::SetRequiresGrad(bool on) {
@@ -302,19 +358,19 @@ const Transformer::InferenceWeights* Transformer::Inference(int64_t i, const at:
     iw.versions = std::move(versions);
   }
   const bool packed = !grad && Packs() && DecodeStep(x);
-  auto need = [&](Projection& p, const std::vector<at::Tensor>& ws) {
+  auto need = [&](Projection& p, const at::Tensor& storage, std::initializer_list<const at::Tensor*> parts) {
     if (packed ? p.packed != nullptr : p.t.defined()) return;
-    at::Tensor w = ws.size() == 1 ? ws[0] : at::cat(ws, 0);
+    at::Tensor w = Fused(storage, parts);
     if (packed) {
       p.packed = std::make_shared<const PackedLinear>(w);
     } else {
       p.t = Transposed(w);
     }
   };
-  need(iw.qkv, {L.q, L.k, L.v});
-  need(iw.gate_up, {L.gate, L.up});
-  need(iw.o, {L.o});
-  need(iw.down, {L.down});
+  need(iw.qkv, L.qkv_w, {&L.q, &L.k, &L.v});
+  need(iw.gate_up, L.gate_up_w, {&L.gate, &L.up});
+  need(iw.o, L.o, {&L.o});
+  need(iw.down, L.down, {&L.down});
   return &iw;
 }
 
@@ -349,13 +405,16 @@ std::shared_ptr<const PackedLinear> Transformer::PackedHead(const at::Tensor& hi
 }
 
 at::Tensor Transformer::Transposed(const at::Tensor& w) const {
-  // fp32: a contiguous transposed copy (MKL's small-batch GEMMs stop repacking the weight each
-  // call: 245 vs 367 µs for a 16×512·512×1024 decode GEMM on a Xeon). Half precision: a transposed
-  // view of the (out, in) weight, the layout `linear` uses. On a CPU without native fp16 the
-  // copied layout falls to a kernel 35–56× slower (AMD EPYC: 16×512·512×1024 took 16.3 ms vs
-  // 0.47 ms) that also rounds differently from `linear`; in bf16 the two layouts run alike.
-  if (dtype_ == at::kHalf || dtype_ == at::kBFloat16) return w.contiguous().t();
-  return w.t().contiguous();
+  // A transposed view of the (out, in) weight, the layout `linear` uses, and no memory of its own.
+  // In half precision a contiguous transposed copy would be worse, not only larger: on a CPU
+  // without native fp16 it falls to a kernel 35–56× slower (AMD EPYC: 16×512·512×1024 took
+  // 16.3 ms vs 0.47 ms) that also rounds differently from `linear`. In fp32 the layouts ran alike
+  // (AMD EPYC, 2 threads, 6 shapes of 0.5–1.8M weights, 16–2048 rows: view/copy 0.80–1.21 with no
+  // trend), and the few rows of a decode step go through PackedLinear anyway. Only an
+  // fp32 CPU model without PackedLinear keeps a copy: there MKL's small-batch GEMMs repack a
+  // viewed weight on every call (a Xeon: 245 vs 367 µs for a 16×512·512×1024 decode GEMM).
+  if (dtype_ == at::kFloat && device_.is_cpu() && !Packs()) return w.t().contiguous();
+  return w.contiguous().t();
 }
 
 at::Tensor Transformer::InferenceHead() const {

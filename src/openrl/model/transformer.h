@@ -106,8 +106,20 @@ class Transformer {
   // Expected names and shapes of the checkpoint tensors, for validation and for writers.
   std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors() const;
 
+  // Bytes of weights the model holds, each storage counted once: its parameters, and the copies
+  // made for faster inference (fp32 on CPU: PackedLinear's blocked weights for decode steps, or,
+  // without them, transposed weights). Half precision makes no copies.
+  struct WeightMemory {
+    int64_t parameters = 0;
+    int64_t copies = 0;
+  };
+  WeightMemory WeightBytes() const;
+
  private:
   struct Layer {
+    // q, k and v are row ranges (views) of qkv_w, gate and up of gate_up_w: the fused projections
+    // read the weights in place instead of a concatenated copy. Loading copies into the views.
+    at::Tensor qkv_w, gate_up_w;
     at::Tensor q, k, v, o, q_bias, k_bias, v_bias, o_bias;
     at::Tensor gate, up, down;
     at::Tensor input_norm, post_attn_norm, pre_ff_norm, post_ff_norm, q_norm, k_norm;
@@ -135,12 +147,12 @@ class Transformer {
   at::Tensor DecodeHidden(const ForwardArgs& args) const;
 
   // One projection of the fused path: x·[W1; W2; …]ᵀ for weights that read the same input (q|k|v,
-  // gate|up) or a single one. It holds whichever copies the calls so far needed:
-  //  - t: (in, out), fused (see Transposed()): under autograd (LoRA training over a frozen base,
-  //    where one fused matmul replaces three) and for calls without grad of more than one position;
+  // gate|up) or a single one. It holds whichever forms the calls so far needed:
+  //  - t: (in, out) (see Transposed()), a view of the layer's fused weight: under autograd (LoRA
+  //    training over a frozen base, where one matmul replaces three) and for calls without grad
+  //    of more than one position;
   //  - packed: fp32 on CPU without grad, for decode steps ((B, 1, in), B up to
-  //    PackedLinear::kMaxRows): PackedLinear's small-GEMM kernels.
-  // A process that both trains and samples one fp32 CPU model holds both copies.
+  //    PackedLinear::kMaxRows): PackedLinear's small-GEMM kernels over a blocked copy.
   struct Projection {
     at::Tensor t;
     std::shared_ptr<const PackedLinear> packed;
@@ -165,8 +177,15 @@ class Transformer {
   at::Tensor InferenceHead() const;
   // The head as a packed copy for a decode step's hidden states without grad, or null (see Projection).
   std::shared_ptr<const PackedLinear> PackedHead(const at::Tensor& hidden) const;
-  // (in, out) weights for `x · w`: a contiguous copy in fp32, a transposed view in half precision.
+  // (in, out) weights for `x · w`: a transposed view of w, except for fp32 on a CPU without
+  // PackedLinear, where it is a contiguous copy (see the definition).
   at::Tensor Transposed(const at::Tensor& w) const;
+  // w itself when the parts are consecutive row ranges of it (the layer's fused storage), else
+  // their concatenation (a copy).
+  static at::Tensor Fused(const at::Tensor& w, std::initializer_list<const at::Tensor*> parts);
+  // Puts a loaded or initialized tensor into a slot: into its storage when the slot is a view
+  // of a fused weight, else as the slot's own tensor in the model's dtype and device.
+  void Fill(at::Tensor& slot, const at::Tensor& t) const;
 
   ModelConfig cfg_;
   at::ScalarType dtype_;
