@@ -1,5 +1,6 @@
 """The Tinker training API, driven by the real `tinker` SDK (pinned in requirements.lock) against a
 real `openrl serve` process on the real SmolLM2-135M-Instruct (imported from its GGUF file)."""
+import json
 import math
 import os
 import random
@@ -973,3 +974,140 @@ def test_metrics_report_the_weights_a_base_model_holds(svc, server, tokenizer, r
     assert params in (4 * n_params, 2 * n_params), (params, n_params)
     assert copies == expected_copies(params), (copies, expected_copies(params))
 
+
+def test_mutated_forward_backward_bodies_never_get_an_internal_error(svc, server, tokenizer):
+    """Fuzzing through the real server, seeded: forward_backward bodies made from valid ones —
+    protobuf bytes flipped, inserted or cut, fields set to hostile values (shapes, dtypes, ragged
+    byte lengths, NaN configs, unknown losses), zstd streams corrupted, JSON fields of the wrong
+    type. Each gets a 4xx, or is accepted and its future ends as a result or a user error: never a
+    5xx, a server-category failure or a dead server. The run is unchanged afterwards."""
+    import time
+
+    import zstandard
+    from tinker.proto import tinker_public_pb2 as pb
+
+    rng = random.Random(20261207)
+    tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=2, seed=4).result()
+    ids = tokenizer("Fuzzing the wire format, byte by byte.", add_special_tokens=False).input_ids
+    before = tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
+    T = len(ids) - 1
+    losses = ["cross_entropy", "importance_sampling", "ppo", "cispo", "dro", "gspo"]
+
+    def tensor(t, arr, dtype):
+        t.dtype = dtype
+        t.shape.extend(arr.shape)
+        t.dense = arr.tobytes()
+
+    def valid_request(loss):
+        req = pb.ForwardBackwardRequest(model_id=tc.model_id, seq_id=0, loss_fn=loss, forward_only=rng.random() < 0.5)
+        d = req.data.add()
+        d.model_input.add().encoded_text.tokens = np.array(ids[:-1], dtype=np.int32).tobytes()
+        tensor(d.loss_fn_inputs["target_tokens"], np.array(ids[1:], np.int64), pb.DTYPE_INT64)
+        tensor(d.loss_fn_inputs["weights"], np.ones(T, np.float32), pb.DTYPE_FLOAT32)
+        if loss != "cross_entropy":
+            tensor(d.loss_fn_inputs["logprobs"], -np.ones(T, np.float32), pb.DTYPE_FLOAT32)
+            tensor(d.loss_fn_inputs["advantages"], np.linspace(-1, 1, T).astype(np.float32), pb.DTYPE_FLOAT32)
+        if loss == "dro":
+            req.loss_fn_config["beta"] = 0.1
+        if loss == "gspo":
+            tensor(d.loss_fn_inputs["sequence_ratio_mask"], np.ones(T, np.float32), pb.DTYPE_FLOAT32)
+        return req
+
+    hostile_ints = [0, -1, 1, 2, 3, 7, T, T + 1, 1024, 1025, 2 ** 31, 2 ** 40, -(2 ** 63)]
+    hostile_floats = [float("nan"), float("inf"), -float("inf"), 0.0, -1.0, 1e30, 1e-45]
+
+    def structural(req):
+        d = req.data[0]
+        name = rng.choice(list(d.loss_fn_inputs.keys()))
+        t = d.loss_fn_inputs[name]
+        what = rng.randrange(9)
+        if what == 0:
+            del t.shape[:]
+            t.shape.extend(rng.choice(hostile_ints) for _ in range(rng.randrange(0, 4)))
+        elif what == 1:
+            t.dtype = rng.choice([0, 1, 2, 3, 4, 5, 99])
+        elif what == 2:
+            t.dense = t.dense[: rng.randrange(0, len(t.dense) + 1)] + bytes(rng.randrange(0, 3))
+        elif what == 3:
+            t.sparse_csr.crow_indices = np.array([rng.choice(hostile_ints) for _ in range(rng.randrange(0, T + 3))], np.int64).tobytes()
+            t.sparse_csr.col_indices = np.array([rng.choice(hostile_ints) for _ in range(rng.randrange(0, 5))], np.int64).tobytes()
+            t.sparse_csr.values = bytes(rng.randrange(0, 40))
+        elif what == 4:
+            d.model_input[0].encoded_text.tokens = bytes(rng.randrange(0, 4 * T + 3))
+        elif what == 5:
+            d.model_input[0].encoded_text.tokens = np.array([rng.choice(hostile_ints) for _ in range(T)], np.int64).astype(np.int32).tobytes()
+        elif what == 6:
+            req.loss_fn_config[rng.choice(["beta", "clip_low_threshold", "clip_high_threshold", "x"])] = rng.choice(hostile_floats)
+        elif what == 7:
+            req.loss_fn = rng.choice(["", "custom", "stable_reinforce", "no_such_loss", "cross_entropy\x00"])
+        else:
+            arr = np.array([rng.choice(hostile_floats) for _ in range(T)], np.float32)
+            t.dense = arr.tobytes() if t.dtype == pb.DTYPE_FLOAT32 else t.dense
+        return req.SerializeToString()
+
+    def bytewise(body):
+        b = bytearray(body)
+        for _ in range(rng.randrange(1, 5)):
+            op = rng.randrange(3)
+            if op == 0 and b:
+                b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+            elif op == 1:
+                b[rng.randrange(len(b) + 1):rng.randrange(len(b) + 1)] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 6)))
+            elif b:
+                del b[rng.randrange(len(b)):]
+        return bytes(b)
+
+    key = {"X-API-Key": server.key}
+    proto = {**key, "Content-Type": "application/x-protobuf"}
+    accepted, refused = [], 0
+    for i in range(360):
+        loss = rng.choice(losses)
+        kind = i % 4
+        headers = proto
+        if kind == 0:
+            content = structural(valid_request(loss))
+        elif kind == 1:
+            content = bytewise(valid_request(loss).SerializeToString())
+        elif kind == 2:
+            packed = zstandard.ZstdCompressor().compress(valid_request(loss).SerializeToString())
+            content, headers = bytewise(packed), {**proto, "Content-Encoding": "zstd"}
+        else:
+            body = {"model_id": tc.model_id, "seq_id": 0, "forward_backward_input": {
+                "loss_fn": loss, "data": [{"model_input": {"chunks": [{"type": "encoded_text", "tokens": ids[:-1]}]},
+                                           "loss_fn_inputs": {"target_tokens": {"data": ids[1:], "dtype": "int64"}}}]}}
+            slot = rng.choice(["loss_fn", "data", "chunks", "tokens", "target", "dtype", "model_id", "seq_id"])
+            value = rng.choice([None, -1, 2 ** 64, "x", [], {}, [None], [1.5], float("nan"), True])
+            d0 = body["forward_backward_input"]["data"][0]
+            if slot in ("loss_fn", "data"):
+                body["forward_backward_input"][slot] = value
+            elif slot == "chunks":
+                d0["model_input"]["chunks"] = value
+            elif slot == "tokens":
+                d0["model_input"]["chunks"][0]["tokens"] = value
+            elif slot == "target":
+                d0["loss_fn_inputs"]["target_tokens"]["data"] = value
+            elif slot == "dtype":
+                d0["loss_fn_inputs"]["target_tokens"]["dtype"] = value
+            else:
+                body[slot] = value
+            content, headers = json.dumps(body).encode(), {**key, "Content-Type": "application/json"}
+        r = httpx.post(server.url + "/api/v1/forward_backward", content=content, headers=headers, timeout=60)
+        assert r.status_code < 500, (i, r.status_code, r.text)
+        if r.status_code == 200:
+            accepted.append((i, r.json()["request_id"]))
+        else:
+            refused += 1
+            assert "detail" in r.json(), (i, r.text)  # problem+json, readable
+    assert refused > 100 and accepted, (refused, len(accepted))  # both paths were exercised
+    for i, request_id in accepted:
+        deadline = time.monotonic() + 120
+        r = _result(server, request_id)
+        while r.status_code == 408 and time.monotonic() < deadline:  # still pending: poll again
+            r = _result(server, request_id)
+        assert r.status_code == 200, (i, r.status_code, r.text)
+        if r.headers["content-type"].startswith("application/json"):
+            body = r.json()
+            assert "error" not in body or body["category"] == "user", (i, body)
+    assert httpx.get(server.url + "/healthz").status_code == 200
+    # Accepted bodies only accumulated gradients (or nothing): the weights are as they were.
+    assert tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == before
