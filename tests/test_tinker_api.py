@@ -1111,3 +1111,96 @@ def test_mutated_forward_backward_bodies_never_get_an_internal_error(svc, server
     assert httpx.get(server.url + "/healthz").status_code == 200
     # Accepted bodies only accumulated gradients (or nothing): the weights are as they were.
     assert tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == before
+
+
+def test_mistyped_json_fields_of_every_route_get_a_4xx(server, tokenizer):
+    """Every JSON route, each field of a valid body (and of its nested objects) replaced in turn by
+    a value of the wrong type or range — null, negative, 2^64, strings, lists, objects, NaN, a long
+    string, a path — and bodies that are no object at all: a 4xx naming the problem, or accepted and
+    ended as a result or a user error; never a 5xx or a server-category failure."""
+    import copy
+    import time
+
+    key = {"X-API-Key": server.key}
+    sess = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw"}).json()["session_id"]
+    created = _post(server, "/api/v1/create_model", {"session_id": sess, "model_seq_id": 0, "base_model": SMOLLM2_NAME,
+                                                     "lora_config": {"rank": 2}}).json()
+    model_id = created["model_id"]
+    _result(server, created["request_id"])
+    smp = _post(server, "/api/v1/create_sampling_session",
+                {"session_id": sess, "sampling_session_seq_id": 1, "base_model": SMOLLM2_NAME}).json()
+    sampler = smp["sampling_session_id"]
+    ids = tokenizer("Mistyped fields.", add_special_tokens=False).input_ids
+    prompt = {"chunks": [{"type": "encoded_text", "tokens": ids}]}
+    routes = {
+        "create_session": {"tags": ["a"], "sdk_version": "raw"},
+        "session_heartbeat": {"session_id": sess},
+        "create_model": {"session_id": sess, "model_seq_id": 5, "base_model": SMOLLM2_NAME,
+                         "lora_config": {"rank": 2, "train_mlp": True}},
+        "get_info": {"model_id": model_id},
+        "optim_step": {"model_id": model_id, "seq_id": 0,
+                       "adam_params": {"learning_rate": 1e-3, "beta1": 0.9, "weight_decay": 0.0, "grad_clip_norm": 1.0}},
+        "forward": {"model_id": model_id, "seq_id": 0, "forward_input": {
+            "loss_fn": "cross_entropy", "data": [{"model_input": prompt, "loss_fn_inputs": {
+                "target_tokens": {"data": ids, "dtype": "int64", "shape": [len(ids)]}}}]}},
+        "save_weights_for_sampler": {"model_id": model_id, "path": "fuzz", "seq_id": 0},
+        "create_sampling_session": {"session_id": sess, "sampling_session_seq_id": 2, "base_model": SMOLLM2_NAME},
+        "asample": {"sampling_session_id": sampler, "num_samples": 1, "prompt": prompt,
+                    "sampling_params": {"max_tokens": 2, "temperature": 1.0, "top_p": 1.0, "seed": 5, "stop": [2]},
+                    "prompt_logprobs": False, "topk_prompt_logprobs": 0},
+        "retrieve_future": {"request_id": created["request_id"]},
+        "cancel_future": {"request_id": created["request_id"]},
+        "weights_info": {"tinker_path": f"tinker://{model_id}/sampler_weights/nope"},
+        "load_weights": {"model_id": model_id, "path": f"tinker://{model_id}/weights/nope", "seq_id": 0,
+                         "optimizer": False},
+    }
+    hostile = [None, -1, 2 ** 64, "x", "", [], {}, [None], 1.5, True, float("nan"), "y" * 5000, "../../etc/passwd"]
+
+    def variants(body):
+        for k, v in body.items():
+            for h in hostile:
+                out = copy.deepcopy(body)
+                out[k] = h
+                yield out
+            if isinstance(v, dict):
+                for sub in variants(v):
+                    out = copy.deepcopy(body)
+                    out[k] = sub
+                    yield out
+        yield {k: v for k, v in list(body.items())[1:]}  # the first field missing
+
+    accepted, bad, sent = [], [], 0
+    for route, body in routes.items():
+        url = server.url + "/api/v1/" + route
+        cases = [json.dumps(b).encode() for b in variants(body)]
+        cases += [b"[]", b'"x"', b"7", b"null", b"{", b"{\"a\":", b"\xff\xfe", b""]
+        for content in cases:
+            r = httpx.post(url, content=content, headers={**key, "Content-Type": "application/json"}, timeout=60)
+            sent += 1
+            if r.status_code >= 500:
+                bad.append((route, content[:120], r.status_code, r.text[:300]))
+            elif r.status_code >= 400:
+                if not (r.headers["content-type"].startswith("application/problem+json") and r.json()["detail"]):
+                    bad.append((route, content[:120], r.status_code, r.text[:300]))
+            elif "request_id" in r.text and route not in ("retrieve_future", "cancel_future"):
+                accepted.append((route, content[:200], r.json()["request_id"]))
+    assert not bad, "\n".join(map(str, bad[:40]))
+    assert sent > 700, sent
+    # The 400 names the field by its JSON pointer, or says what the body is instead of an object.
+    mistyped = {**routes["create_model"], "model_seq_id": "x"}
+    r = httpx.post(server.url + "/api/v1/create_model", json=mistyped, headers=key)
+    assert r.status_code == 400 and "(/model_seq_id) type must be number, but is string" in r.json()["detail"], r.text
+    nested = {**routes["asample"], "sampling_params": {**routes["asample"]["sampling_params"], "max_tokens": "2"}}
+    r = httpx.post(server.url + "/api/v1/asample", json=nested, headers=key)
+    assert r.status_code == 400 and "max_tokens" in r.json()["detail"], r.text
+    r = httpx.post(server.url + "/api/v1/get_info", content=b"[1, 2]", headers={**key, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "must be a JSON object, got array" in r.json()["detail"], r.text
+    for route, content, request_id in accepted:
+        deadline = time.monotonic() + 120
+        r = _result(server, request_id)
+        while r.status_code == 408 and time.monotonic() < deadline:
+            r = _result(server, request_id)
+        if r.headers["content-type"].startswith("application/json"):
+            body = r.json()
+            assert "error" not in body or body["category"] == "user", (route, content, body)
+    assert httpx.get(server.url + "/healthz").status_code == 200

@@ -1,5 +1,7 @@
 #include "openrl/core/status.h"
 
+#include <nlohmann/json.hpp>
+
 namespace openrl {
 
 std::string_view ErrorCodeName(ErrorCode code) {
@@ -58,6 +60,13 @@ Status Status::WithContext(std::string_view context) const {
 
 Status StatusFromException(const std::exception& e, std::string_view context) {
   std::string msg = e.what();
+  // Reading a field of a parsed document as the wrong type, or one that is not there: bad input
+  // (a request body or a file), named by its JSON pointer (JSON_DIAGNOSTICS).
+  if (dynamic_cast<const nlohmann::json::type_error*>(&e) != nullptr ||
+      dynamic_cast<const nlohmann::json::out_of_range*>(&e) != nullptr) {
+    Status s = InvalidArgument("malformed JSON field: " + msg);
+    return context.empty() ? s : s.WithContext(context);
+  }
   // libtorch appends a long C++ backtrace after the first line; keep what a user can read.
   if (auto pos = msg.find("\nException raised from"); pos != std::string::npos) msg.resize(pos);
   Status s = Internal(msg);

@@ -49,7 +49,12 @@ std::string Request::PathParam(std::string_view name) const {
   return it == path_params.end() ? std::string() : it->second;
 }
 
-Result<Json> Request::JsonBody() const { return ParseJson(body, "request body"); }
+Result<Json> Request::JsonBody() const {
+  OPENRL_ASSIGN_OR_RETURN(Json j, ParseJson(body, "request body"));
+  if (!j.is_object())
+    return InvalidArgument("request body: must be a JSON object, got " + std::string(JsonTypeName(j)));
+  return j;
+}
 
 bool StreamWriter::SendEvent(std::string_view data, std::string_view event, std::string_view id) {
   return Write(FormatSseEvent(data, event, id));

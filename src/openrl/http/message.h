@@ -50,7 +50,8 @@ struct Request {
 
   std::optional<std::string> Query(std::string_view name) const;
   std::string PathParam(std::string_view name) const;
-  // Parses the body as JSON; errors are INVALID_ARGUMENT naming "request body" and the offset.
+  // Parses the body as a JSON object; errors are INVALID_ARGUMENT naming "request body" and the
+  // offset, or the type it has instead.
   Result<Json> JsonBody() const;
 };
 

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cctype>
 #include <exception>
 #include <filesystem>
@@ -279,6 +281,8 @@ Status SqliteStore::RunTx(sqlite3* db, bool write, const std::function<Status(Tx
   Status st;
   try {
     st = fn(tx);
+  } catch (const nlohmann::json::exception& e) {  // a mistyped input field: the caller's error, not the db's
+    st = StatusFromException(e);
   } catch (const std::exception& e) {
     st = StatusFromException(e, "db " + path_ + ": transaction callback threw");
   } catch (...) {
