@@ -2,8 +2,6 @@
 // hand it to the worker pool, write the response, repeat. All members are used on the strand.
 #include "openrl/core/log.h"
 
-#include <nlohmann/json.hpp>
-
 #include <limits>
 
 #include <boost/asio/post.hpp>
@@ -295,9 +293,13 @@ void Connection::Dispatch() {
   net::post(*server_->workers, [route = route_, req = request_, respond = std::move(respond)] {
     try {
       route->handler(*req, respond);
-    } catch (const nlohmann::json::exception& e) {  // a request field of the wrong type: 400
-      respond(ProblemFromStatus(StatusFromException(e), req->path));
     } catch (const std::exception& e) {
+      // A request field read as the wrong type (StatusFromException's INVALID_ARGUMENT) is the
+      // client's error: a 400 naming it. Anything else is a bug: logged, and a 500.
+      if (Status s = StatusFromException(e); s.code() == ErrorCode::kInvalidArgument) {
+        respond(ProblemFromStatus(s, req->path));
+        return;
+      }
       OPENRL_LOG_ERROR("http: handler {} {} threw: {}", req->method, req->path, e.what());
       respond(ProblemResponse(500, "internal", "internal error while handling the request",
                               req->path));

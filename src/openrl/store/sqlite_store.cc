@@ -2,8 +2,6 @@
 
 #include <sqlite3.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cctype>
 #include <exception>
 #include <filesystem>
@@ -281,10 +279,10 @@ Status SqliteStore::RunTx(sqlite3* db, bool write, const std::function<Status(Tx
   Status st;
   try {
     st = fn(tx);
-  } catch (const nlohmann::json::exception& e) {  // a mistyped input field: the caller's error, not the db's
-    st = StatusFromException(e);
   } catch (const std::exception& e) {
-    st = StatusFromException(e, "db " + path_ + ": transaction callback threw");
+    st = StatusFromException(e);  // a mistyped input field (INVALID_ARGUMENT) is the caller's error
+    if (st.code() != ErrorCode::kInvalidArgument)
+      st = StatusFromException(e, "db " + path_ + ": transaction callback threw");
   } catch (...) {
     st = Internal("db " + path_ + ": transaction callback threw a non-standard exception");
   }
