@@ -1113,11 +1113,13 @@ def test_mutated_forward_backward_bodies_never_get_an_internal_error(svc, server
     assert tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == before
 
 
-def test_mistyped_json_fields_of_every_route_get_a_4xx(server, tokenizer):
-    """Every JSON route, each field of a valid body (and of its nested objects) replaced in turn by
-    a value of the wrong type or range — null, negative, 2^64, strings, lists, objects, NaN, a long
-    string, a path — and bodies that are no object at all: a 4xx naming the problem, or accepted and
-    ended as a result or a user error; never a 5xx or a server-category failure."""
+def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
+    """19 JSON routes (not yet: unload_model, custom losses, join_sampling_session, auth/token,
+    dynamic_config, session finish and project moves, TTL changes), each field of a valid body (and
+    of its nested objects) replaced in turn by a value of the wrong type or range — null, negative,
+    2^64, strings, lists, objects, NaN, a long string, a path — and bodies that are no object at
+    all: a 4xx naming the problem, or accepted and ended as a result or a user error; never a 5xx or
+    a server-category failure."""
     import copy
     import time
 
@@ -1153,6 +1155,16 @@ def test_mistyped_json_fields_of_every_route_get_a_4xx(server, tokenizer):
         "weights_info": {"tinker_path": f"tinker://{model_id}/sampler_weights/nope"},
         "load_weights": {"model_id": model_id, "path": f"tinker://{model_id}/weights/nope", "seq_id": 0,
                          "optimizer": False},
+        "retrieve_futures": {"target": {"sampling_session_id": sampler, "cloned_sampler_id": 0},
+                             "prev_cursor": None, "timeout": 0},
+        "copy_weights": {"source_path": f"tinker://{model_id}/sampler_weights/nope", "session_id": sess,
+                         "model_seq_id": 9, "ttl_seconds": 60},
+        "save_weights_external": {"model_id": model_id, "path": "ext", "seq_id": 0, "ttl_seconds": 60,
+                                  "age_encryption_recipients": ["age1nope"]},
+        "sessions/search": {"session_id": sess, "display_name": "x", "project_ids": ["default"],
+                            "user_metadata": {"a": "b"}, "limit": 5, "cursor": None},
+        "client/config": {"sdk_version": "0.38.0"},
+        "telemetry": {"events": [{"event": "x"}]},
     }
     hostile = [None, -1, 2 ** 64, "x", "", [], {}, [None], 1.5, True, float("nan"), "y" * 5000, "../../etc/passwd"]
 
