@@ -539,9 +539,16 @@ void Scheduler::Impl::EngineLoop() {
                                  "Bytes of weights a served base model holds: its parameters, and the copies "
                                  "made for faster inference (fp32 on CPU: the decode steps' blocked weights)",
                                  {"model", "kind"});
-  auto report_weights = [&] {  // skipped while a base model loads (that holds models_mu for long)
+  // After a cycle at most once a second (it walks every weight of every base), and whenever the
+  // engine goes idle, so the gauge ends up current; skipped while a base model loads (that holds
+  // models_mu for long).
+  std::chrono::steady_clock::time_point weights_reported{};
+  auto report_weights = [&](bool going_idle) {
+    auto now = std::chrono::steady_clock::now();
+    if (!going_idle && now - weights_reported < std::chrono::seconds(1)) return;
     std::unique_lock<std::mutex> g(models_mu, std::try_to_lock);
     if (!g.owns_lock()) return;
+    weights_reported = now;
     for (const auto& [name, base] : bases) {
       model::Transformer::WeightMemory w = base->model.model->WeightBytes();
       weight_bytes.With({name, "parameters"}).Set(static_cast<double>(w.parameters));
@@ -570,6 +577,7 @@ void Scheduler::Impl::EngineLoop() {
     };
     if (nothing_ready()) {
       if (stopping) return;
+      if (!was_idle) report_weights(/*going_idle=*/true);
       was_idle = true;
       if (cv.wait_for(lock, std::chrono::seconds(30)) == std::cv_status::timeout) {
         lock.unlock();
@@ -658,7 +666,7 @@ void Scheduler::Impl::EngineLoop() {
     decoding.Set(static_cast<double>(GenerationRows()));
     depth.Set(static_cast<double>(queued));
     lock.unlock();
-    report_weights();
+    report_weights(/*going_idle=*/false);
     EnforceMemoryBudget();
     lock.lock();
   }
