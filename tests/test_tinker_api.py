@@ -553,6 +553,104 @@ def test_state_survives_kill_9_bit_for_bit(openrl_bin, tmp_path, tokenizer):
         srv.stop()
 
 
+def test_a_crash_mid_save_keeps_every_answered_checkpoint_and_leaves_no_debris(openrl_bin, tmp_path, tokenizer):
+    """kill -9 while saves write new checkpoints and overwrite one by name: after the restart every
+    save that was answered is whole, the overwritten name still holds a whole checkpoint, and what
+    the dead process left half-written is gone. One server at a time serves a data directory."""
+    import threading
+    import time
+
+    from safetensors.torch import load_file
+
+    key = create_key(openrl_bin, tmp_path)
+    headers = {"X-API-Key": key}
+    ids = tokenizer("A save that dies half-way must not cost the one before it.", add_special_tokens=False).input_ids
+    srv = Server(openrl_bin, tmp_path).start()
+    try:
+        # A second server on the same directory would fail the first's futures as a restart's.
+        with pytest.raises(RuntimeError, match=r"data directory \S+ is in use: \S+serve\.lock is locked by "
+                                               r"another process \(pid \d+\)"):
+            Server(openrl_bin, tmp_path).start()
+        svc = service_client(srv, key)
+        tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=8, seed=5).result()
+        tc.forward_backward([datum(ids)], "cross_entropy").result()
+        tc.optim_step(types.AdamParams(learning_rate=1e-3)).result()
+        kept = tc.save_state("kept").result().path
+        loss_at_save = tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"]
+        run_id = tc.model_id
+        weights_dir = tmp_path / "checkpoints" / run_id / "weights"
+        reference = {f: load_file(weights_dir / "kept" / f) for f in ("adapter_model.safetensors", "optimizer.safetensors")}
+
+        answered, stop = [], threading.Event()
+
+        def save_loop():  # raw HTTP: the SDK would go on retrying against the dead server
+            i = 0
+            while not stop.is_set():
+                name = "kept" if i % 2 == 0 else f"extra-{i}"
+                i += 1
+                try:
+                    r = httpx.post(srv.url + "/api/v1/save_weights", json={"model_id": run_id, "path": name,
+                                                                         "overwrite": name == "kept"},
+                                   headers=headers, timeout=30)
+                    fut = r.json()["request_id"]
+                    while True:
+                        res = httpx.post(srv.url + "/api/v1/retrieve_future", json={"request_id": fut},
+                                         headers=headers, timeout=60)
+                        if res.status_code != 408:
+                            break
+                    answered.append(res.json()["path"])
+                except (httpx.HTTPError, KeyError, ValueError):
+                    return
+
+        saver = threading.Thread(target=save_loop)
+        saver.start()
+        staging = []
+        deadline = time.time() + 60
+        while not staging and time.time() < deadline:
+            if len(answered) < 4:  # some saves answered first, new names and the overwritten one
+                time.sleep(0.005)
+                continue
+            staging = [p for p in weights_dir.iterdir() if ".partial-" in p.name]
+        srv.kill9()  # as soon as a save is half-written
+        stop.set()
+        saver.join()
+    finally:
+        srv.kill9() if srv.proc.poll() is None else None
+    assert staging, ("no save was seen half-written", answered)
+    left = [p.name for p in weights_dir.iterdir() if ".partial-" in p.name]
+    # What a crash between a delete's row and its files, and an interrupted offload, leave behind.
+    (weights_dir / "deleted-but-left").mkdir()
+    (weights_dir / "deleted-but-left" / "adapter_model.safetensors").write_bytes(b"stale")
+    (tmp_path / "offload").mkdir(exist_ok=True)
+    (tmp_path / "offload" / f"{run_id}.partial-0123abcd").mkdir()
+    (tmp_path / "checkpoints" / run_id / "notes").mkdir()  # not a checkpoint kind: not judged
+
+    srv = Server(openrl_bin, tmp_path).start()
+    try:
+        debris = [p for p in (tmp_path / "checkpoints").rglob("*") if ".partial-" in p.name]
+        debris += [p for p in (tmp_path / "offload").iterdir() if ".partial" in p.name]
+        assert debris == [], debris
+        assert not (weights_dir / "deleted-but-left").exists()
+        assert (tmp_path / "checkpoints" / run_id / "notes").is_dir()
+        log = srv.log_path.read_text()
+        assert left and all(f"{n} (no checkpoint names it" in log for n in left), (left, log[-2000:])
+        # Every answered save is whole; with no step between them, each holds the same tensors.
+        rest = rest_client(srv, key)
+        listed = {c.checkpoint_id for c in rest.list_checkpoints(run_id).result().checkpoints}
+        for path in set(answered) | {kept}:
+            name = path.rsplit("/", 1)[1]
+            assert f"weights/{name}" in listed, (path, listed)
+            for f, tensors in reference.items():
+                got = load_file(weights_dir / name / f)
+                assert got.keys() == tensors.keys()
+                assert all(torch.equal(got[k], tensors[k]) for k in tensors), (name, f)
+        svc = service_client(srv, key)
+        again = svc.create_training_client_from_state_with_optimizer(kept).result()
+        assert again.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == loss_at_save
+    finally:
+        srv.stop()
+
+
 def test_concurrent_runs_are_packed_into_one_pass_with_their_own_results(svc, server, tokenizer):
     """Two runs' forward_backward sent together share one pass; each run's loss, logprobs and next
     step equal what the run gets alone."""

@@ -40,6 +40,14 @@ Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& 
   auto t = std::make_unique<TrainingApi>();
   std::string data_dir = ResolveDataDir(o.data_dir);
   if (o.session_timeout_seconds < 1) return InvalidArgument("--session-timeout must be at least 1 second");
+  OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(data_dir));
+  Result<fs::FileLock> lock = fs::FileLock::Acquire(data_dir + "/serve.lock");
+  if (!lock.ok()) {
+    if (lock.status().code() != ErrorCode::kFailedPrecondition) return lock.status();
+    return FailedPrecondition("data directory " + data_dir + " is in use: " + lock.status().message() +
+                              "; stop that server or give this one another --data-dir");
+  }
+  t->data_lock = std::make_unique<fs::FileLock>(std::move(*lock));
   OPENRL_ASSIGN_OR_RETURN(t->db, OpenDataDb(data_dir));
   t->futures = std::make_unique<engine::FutureStore>(*t->db);
   OPENRL_RETURN_IF_ERROR(t->futures->RecoverAfterRestart());

@@ -9,6 +9,7 @@
 
 #include "openrl/api/api_keys.h"
 #include "openrl/api/tinker_api.h"
+#include "openrl/core/fs.h"
 #include "openrl/engine/futures.h"
 #include "openrl/engine/scheduler.h"
 #include "openrl/store/sqlite_store.h"
@@ -30,6 +31,9 @@ struct TrainingApiOptions {
 };
 
 struct TrainingApi {
+  // <data>/serve.lock, held while the API runs: one process at a time serves a data directory
+  // (a second would fail the first's futures as a restart's and delete its half-written saves).
+  std::unique_ptr<fs::FileLock> data_lock;
   std::unique_ptr<store::SqliteStore> db;
   std::unique_ptr<engine::FutureStore> futures;
   std::unique_ptr<engine::Scheduler> scheduler;
@@ -38,7 +42,8 @@ struct TrainingApi {
   ~TrainingApi();  // stops the engine before the stores it uses go away
 };
 
-// Opens the data directory (failing pending futures of a previous process), registers the base
+// Opens the data directory (failing pending futures of a previous process; FAILED_PRECONDITION
+// when another process serves it), registers the base
 // models, starts the engine thread. Download URLs are signed with <data>/secrets/url_signing.key
 // (made on first start, mode 0600), so URLs handed out stay valid across restarts.
 Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& o);

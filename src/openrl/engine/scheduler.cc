@@ -254,6 +254,11 @@ Status Scheduler::Start() {
     }
   }
   OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(impl_->options.data_dir + "/checkpoints"));
+  OPENRL_ASSIGN_OR_RETURN(int64_t removed, impl_->ReconcileFiles());
+  if (removed > 0)
+    log::Write(log::Level::kInfo, "removed " + std::to_string(removed) +
+                                      " files or directories that a crash had left in " +
+                                      impl_->options.data_dir);
   impl_->sweep_ = [this] { return SweepExpiredCheckpoints(); };
   impl_->engine = std::thread([this] { impl_->EngineLoop(); });
   return Status::Ok();

@@ -109,6 +109,11 @@ struct Scheduler::Impl {
   void SeenClient(const std::string& client);
 
   // scheduler_train.cc
+  // At start, before the engine runs: puts back a checkpoint directory that a publish interrupted
+  // by a crash left aside, and removes what no checkpoint row names (the staging directories of
+  // saves, copies and offloads that died half-way, and files a crashed delete left behind).
+  // Returns how many entries it removed.
+  Result<int64_t> ReconcileFiles();
   // Brings an offloaded run's state back into memory (engine thread).
   Status EnsureResident(RunState& run);
   // Offloads the least recently used resident runs beyond the budget, sparing `busy` ones.

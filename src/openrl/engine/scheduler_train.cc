@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "openrl/core/clock.h"
 #include "openrl/core/fs.h"
@@ -178,22 +179,6 @@ Result<Output> Scheduler::Impl::RunOptimStep(RunState& run, const OptimStepWork&
 
 namespace {
 
-// fsync every file under `dir` and the directory itself, so a rename after it is durable.
-Status SyncTree(const std::string& dir) {
-  for (const auto& entry : stdfs::recursive_directory_iterator(dir)) {
-    int fd = ::open(entry.path().c_str(), O_RDONLY);
-    if (fd < 0) return Internal("open " + entry.path().string() + " for fsync failed");
-    ::fsync(fd);
-    ::close(fd);
-  }
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  return Status::Ok();
-}
-
 int64_t TreeSize(const std::string& dir) {
   int64_t n = 0;
   for (const auto& e : stdfs::recursive_directory_iterator(dir))
@@ -281,23 +266,18 @@ Result<Output> Scheduler::Impl::RunSave(RunState& run, const SaveWork& work) {
       ParseTinkerPath("tinker://" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name).status());
   std::string kind = CheckpointKindName(work.kind);
   std::string dir = options.data_dir + "/checkpoints/" + run.info.id + "/" + CheckpointKindSegment(work.kind) + "/" + name;
-  std::string tmp = dir + ".partial-" + NewId("w");
+  // Written in full beside its place, then swapped in: a checkpoint saved again under its name is
+  // never missing, even if the process dies mid-save (Start() clears what such a death leaves).
+  OPENRL_ASSIGN_OR_RETURN(std::string tmp, fs::StagingPath(dir));
   OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(tmp));
-  auto cleanup = [&] { std::error_code ec; stdfs::remove_all(tmp, ec); };
   Status s = WriteCheckpointFiles(run, work, tmp);
-  if (s.ok()) s = SyncTree(tmp);
+  if (s.ok()) s = fs::SyncTree(tmp);
+  if (s.ok()) s = fs::PublishDirectory(tmp, dir);
   if (!s.ok()) {
-    cleanup();
+    std::error_code ec;
+    stdfs::remove_all(tmp, ec);
     return s;
   }
-  std::error_code ec;
-  if (stdfs::exists(dir)) stdfs::remove_all(dir, ec);
-  stdfs::rename(tmp, dir, ec);
-  if (ec) {
-    cleanup();
-    return Internal("could not move the checkpoint into " + dir + ": " + ec.message());
-  }
-  (void)SyncTree(stdfs::path(dir).parent_path().string());
   std::optional<std::string> expires;
   if (work.ttl_seconds && *work.ttl_seconds > 0)
     expires = FormatIso8601Utc(SystemClock().Now() + std::chrono::seconds(*work.ttl_seconds));
@@ -457,17 +437,16 @@ void Scheduler::Impl::EnforceMemoryBudget() {
     // Gradients accumulated for a coming optim_step are not offloaded: such a run stays.
     if (run->optimizer->HasGradients()) continue;
     std::string dir = options.data_dir + "/offload/" + run->info.id;
-    std::string tmp = dir + ".partial";
     std::error_code ec;
-    stdfs::remove_all(tmp, ec);
-    Status s = fs::CreateDirectories(tmp);
+    Result<std::string> staged = fs::StagingPath(dir);
+    Status s = staged.status();
+    std::string tmp = staged.ok() ? *staged : dir + ".partial";
+    if (s.ok()) s = fs::CreateDirectories(tmp);
     if (s.ok()) s = model::SavePeftAdapter(*run->adapter, tmp, run->info.base_model);
     if (s.ok()) s = model::WriteTensors(run->optimizer->StateTensors(), tmp + "/optimizer.safetensors", {});
-    if (s.ok()) {
-      stdfs::remove_all(dir, ec);
-      stdfs::rename(tmp, dir, ec);
-      if (ec) s = Internal("offloading " + run->info.id + ": " + ec.message());
-    }
+    // The only copy of the run's state from here on: synced before it counts (Start() trusts it).
+    if (s.ok()) s = fs::SyncTree(tmp);
+    if (s.ok()) s = fs::PublishDirectory(tmp, dir);
     if (!s.ok()) {
       log::Write(log::Level::kWarn, "could not offload run " + run->info.id + ": " + s.message());
       stdfs::remove_all(tmp, ec);
@@ -549,8 +528,14 @@ Result<CheckpointInfo> Scheduler::CopyCheckpoint(const std::string& source_path,
   std::string segment = CheckpointKindSegment(p.kind);
   OPENRL_ASSIGN_OR_RETURN(TinkerPath dest, ParseTinkerPath("tinker://" + dest_run_id + "/" + segment + "/" + src.name));
   std::string dir = impl_->options.data_dir + "/checkpoints/" + dest_run_id + "/" + segment + "/" + src.name;
-  if (stdfs::exists(dir)) return AlreadyExists("checkpoint tinker://" + dest_run_id + "/" + segment + "/" + src.name + " already exists");
-  std::string tmp = dir + ".partial-" + NewId("c");
+  // A live checkpoint of that name stays. An expired one whose files the sweep has not reached yet,
+  // or files that a crash left without their row, are replaced.
+  Result<CheckpointInfo> existing = FindCheckpoint(impl_->db, dest);
+  if (existing.ok())
+    return AlreadyExists("checkpoint tinker://" + dest_run_id + "/" + segment + "/" + src.name +
+                         " already exists");
+  if (existing.status().code() != ErrorCode::kNotFound) return existing.status();
+  OPENRL_ASSIGN_OR_RETURN(std::string tmp, fs::StagingPath(dir));
   auto fail = [&](const std::string& why) {
     std::error_code ec;
     stdfs::remove_all(tmp, ec);
@@ -568,15 +553,16 @@ Result<CheckpointInfo> Scheduler::CopyCheckpoint(const std::string& source_path,
     if (ec) return fail(f + ": " + ec.message());
   }
   if (files.empty()) OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(tmp));
-  Status synced = SyncTree(tmp);
-  if (!synced.ok()) return fail(synced.message());
-  std::error_code ec;
-  stdfs::rename(tmp, dir, ec);
-  if (ec) return fail(ec.message());
-  (void)SyncTree(stdfs::path(dir).parent_path().string());
+  Status published = fs::SyncTree(tmp);
+  if (published.ok()) published = fs::PublishDirectory(tmp, dir);
+  if (!published.ok()) return fail(published.message());
   store::Value expires;
   if (ttl_seconds) expires = FormatIso8601Utc(SystemClock().Now() + std::chrono::seconds(*ttl_seconds));
   OPENRL_RETURN_IF_ERROR(impl_->db.Transaction([&](Tx& tx) -> Status {
+    OPENRL_RETURN_IF_ERROR(tx.Exec("DELETE FROM checkpoints WHERE run_id = ? AND kind = ? AND name = ? AND "
+                                   "expires_at IS NOT NULL AND expires_at <= ?",
+                                   {dest_run_id, src.kind, src.name, NowIso()})
+                               .status());
     return tx
         .Exec("INSERT INTO checkpoints (run_id, kind, name, path, size_bytes, created_at, expires_at, user_metadata) "
               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -595,6 +581,79 @@ Status Scheduler::DeleteCheckpoint(const std::string& tinker_path) {
   std::error_code ec;
   stdfs::remove_all(c.path, ec);
   return Status::Ok();
+}
+
+Result<int64_t> Scheduler::Impl::ReconcileFiles() {
+  std::vector<CheckpointInfo> rows;
+  OPENRL_RETURN_IF_ERROR(db.Read([&](Tx& tx) -> Status {
+    OPENRL_ASSIGN_OR_RETURN(auto all, tx.Query("SELECT * FROM checkpoints"));
+    for (const Row& r : all) {
+      OPENRL_ASSIGN_OR_RETURN(CheckpointInfo c, CheckpointFromRow(r));
+      rows.push_back(std::move(c));
+    }
+    return Status::Ok();
+  }));
+  std::set<std::string> named;  // tinker:// paths of the recorded checkpoints
+  for (const CheckpointInfo& c : rows) {
+    named.insert(c.TinkerPath());
+    std::error_code ec;
+    if (stdfs::exists(c.path, ec) || ec) continue;
+    Result<bool> restored = fs::RecoverInterruptedPublish(c.path);
+    if (!restored.ok())
+      log::Write(log::Level::kWarn, "checkpoint " + c.TinkerPath() + ": " + restored.status().message());
+    else if (*restored)
+      log::Write(log::Level::kWarn, "checkpoint " + c.TinkerPath() +
+                                        ": a save of it was interrupted; its previous "
+                                        "files are back in " +
+                                        c.path);
+    else
+      log::Write(log::Level::kWarn,
+                 "checkpoint " + c.TinkerPath() + ": its files are missing from " + c.path);
+  }
+  std::set<std::string> segments;
+  for (CheckpointKind k : {CheckpointKind::kTraining, CheckpointKind::kSampler, CheckpointKind::kExternal})
+    segments.insert(CheckpointKindSegment(k));
+  // Listed first, removed after: checkpoints/<model>/<kind>/<name>, only at that depth and under
+  // a known kind; offload/<model>.partial-*, an offload that died before it was complete.
+  auto entries = [](const stdfs::path& dir) {
+    std::vector<stdfs::directory_entry> out;
+    std::error_code ec;
+    for (stdfs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) out.push_back(*it);
+    return out;
+  };
+  auto is_dir = [](const stdfs::directory_entry& e) {
+    std::error_code ec;
+    return e.is_directory(ec);
+  };
+  std::vector<std::pair<stdfs::path, std::string>> victims;
+  for (const auto& model : entries(stdfs::path(options.data_dir) / "checkpoints")) {
+    if (!is_dir(model)) continue;
+    for (const auto& kind : entries(model.path())) {
+      std::string segment = kind.path().filename().string();
+      if (!is_dir(kind) || segments.count(segment) == 0) continue;
+      for (const auto& entry : entries(kind.path())) {
+        std::string path = "tinker://" + model.path().filename().string() + "/" + segment + "/" +
+                           entry.path().filename().string();
+        if (named.count(path) == 0)
+          victims.emplace_back(entry.path(), "no checkpoint names it: left by an interrupted save or delete");
+      }
+    }
+  }
+  for (const auto& entry : entries(stdfs::path(options.data_dir) / "offload"))
+    if (entry.path().filename().string().find(".partial") != std::string::npos)
+      victims.emplace_back(entry.path(), "an offload interrupted before it was complete");
+  int64_t removed = 0;
+  for (const auto& [path, why] : victims) {
+    std::error_code ec;
+    stdfs::remove_all(path, ec);
+    if (ec) {
+      log::Write(log::Level::kWarn, "could not remove " + path.string() + " (" + why + "): " + ec.message());
+      continue;
+    }
+    log::Write(log::Level::kInfo, "removed " + path.string() + " (" + why + ")");
+    ++removed;
+  }
+  return removed;
 }
 
 Result<int64_t> Scheduler::SweepExpiredCheckpoints() {
