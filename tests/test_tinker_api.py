@@ -1212,9 +1212,9 @@ def test_mutated_forward_backward_bodies_never_get_an_internal_error(svc, server
 
 
 def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
-    """19 JSON routes (not yet: unload_model, custom losses, join_sampling_session, auth/token,
-    dynamic_config, session finish and project moves, TTL changes), each field of a valid body (and
-    of its nested objects) replaced in turn by a value of the wrong type or range — null, negative,
+    """Every route that takes a JSON body (26; `auth/token` answers 501 to any body, as it does not
+    exchange keys for JWTs), each field of a valid body — and of its nested objects, and of the
+    objects in its lists — replaced in turn by a value of the wrong type or range — null, negative,
     2^64, strings, lists, objects, NaN, a long string, a path — and bodies that are no object at
     all: a 4xx naming the problem, or accepted and ended as a result or a user error; never a 5xx or
     a server-category failure."""
@@ -1232,6 +1232,24 @@ def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
     sampler = smp["sampling_session_id"]
     ids = tokenizer("Mistyped fields.", add_special_tokens=False).input_ids
     prompt = {"chunks": [{"type": "encoded_text", "tokens": ids}]}
+    victim = _post(server, "/api/v1/create_model", {"session_id": sess, "model_seq_id": 1, "base_model": SMOLLM2_NAME,
+                                                    "lora_config": {"rank": 2}}).json()
+    _result(server, victim["request_id"])
+    saved = _post(server, "/api/v1/save_weights", {"model_id": model_id, "path": "ttl-target"}).json()
+    _result(server, saved["request_id"])
+    finishing = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw"}).json()["session_id"]
+    ref = lambda name: {"ref": name}  # noqa: E731
+    custom_loss = {  # what SDK 0.38 sends for -(logprobs * weights).sum()
+        "session_id": sess, "custom_loss_seq_id": 0, "name": "neg_ll", "type": "create_custom_loss",
+        "inputs": [{"name": "logprobs", "rank": 1}, {"name": "weights", "rank": 1}],
+        "graph": {"format": 1, "nodes": [
+            {"op": "placeholder", "name": "logprobs", "target": "logprobs", "args": [], "kwargs": {}},
+            {"op": "placeholder", "name": "weights", "target": "weights", "args": [], "kwargs": {}},
+            {"op": "call_function", "name": "mul", "target": "operator.mul",
+             "args": [ref("logprobs"), ref("weights")], "kwargs": {}},
+            {"op": "call_method", "name": "sum_1", "target": "sum", "args": [ref("mul")], "kwargs": {}},
+            {"op": "output", "name": "output", "target": "output",
+             "args": [{"tuple": [ref("sum_1"), {"dict": {"custom/neg_ll:sum": ref("sum_1")}}]}], "kwargs": {}}]}}
     routes = {
         "create_session": {"tags": ["a"], "sdk_version": "raw"},
         "session_heartbeat": {"session_id": sess},
@@ -1262,7 +1280,14 @@ def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
         "sessions/search": {"session_id": sess, "display_name": "x", "project_ids": ["default"],
                             "user_metadata": {"a": "b"}, "limit": 5, "cursor": None},
         "client/config": {"sdk_version": "0.38.0"},
+        "client/dynamic_config": {"sdk_version": "0.38.0"},
         "telemetry": {"events": [{"event": "x"}]},
+        "unload_model": {"model_id": victim["model_id"]},
+        "create_custom_loss": custom_loss,
+        "join_sampling_session": {"sampling_session_id": sampler},
+        f"PUT training_runs/{model_id}/checkpoints/weights/ttl-target/ttl": {"ttl_seconds": 86400},
+        f"PUT sessions/{finishing}/project": {"project_id": "fuzz-project"},
+        f"sessions/{finishing}/finish": {"reason": {"type": "success"}, "detail": "done"},  # last: it ends the session
     }
     hostile = [None, -1, 2 ** 64, "x", "", [], {}, [None], 1.5, True, float("nan"), "y" * 5000, "../../etc/passwd"]
 
@@ -1277,15 +1302,24 @@ def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
                     out = copy.deepcopy(body)
                     out[k] = sub
                     yield out
+            if isinstance(v, list):
+                for i, item in enumerate(v):
+                    if isinstance(item, dict):
+                        for sub in variants(item):
+                            out = copy.deepcopy(body)
+                            out[k][i] = sub
+                            yield out
         yield {k: v for k, v in list(body.items())[1:]}  # the first field missing
 
     accepted, bad, sent = [], [], 0
     for route, body in routes.items():
-        url = server.url + "/api/v1/" + route
+        method, _, path = route.rpartition(" ")
+        url = server.url + "/api/v1/" + path
         cases = [json.dumps(b).encode() for b in variants(body)]
         cases += [b"[]", b'"x"', b"7", b"null", b"{", b"{\"a\":", b"\xff\xfe", b""]
         for content in cases:
-            r = httpx.post(url, content=content, headers={**key, "Content-Type": "application/json"}, timeout=60)
+            r = httpx.request(method or "POST", url, content=content, headers={**key, "Content-Type": "application/json"},
+                              timeout=60)
             sent += 1
             if r.status_code >= 500:
                 bad.append((route, content[:120], r.status_code, r.text[:300]))
@@ -1295,7 +1329,13 @@ def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
             elif "request_id" in r.text and route not in ("retrieve_future", "cancel_future"):
                 accepted.append((route, content[:200], r.json()["request_id"]))
     assert not bad, "\n".join(map(str, bad[:40]))
-    assert sent > 700, sent
+    assert sent > 2000, sent
+    # What the accepted ones stored (a finish reason, project names) reads back.
+    for method, path, body in [("GET", "sessions", None), ("GET", f"sessions/{finishing}", None),
+                               ("POST", "sessions/search", {"reasons": ["success", "errored"], "limit": 50}),
+                               ("GET", f"training_runs/{model_id}/checkpoints", None)]:
+        r = httpx.request(method, server.url + "/api/v1/" + path, json=body, headers=key, timeout=60)
+        assert r.status_code == 200, (path, r.text[:300])
     # The 400 names the field by its JSON pointer, or says what the body is instead of an object.
     mistyped = {**routes["create_model"], "model_seq_id": "x"}
     r = httpx.post(server.url + "/api/v1/create_model", json=mistyped, headers=key)
