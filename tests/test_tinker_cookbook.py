@@ -7,6 +7,11 @@ in a subprocess pointed at our server:
                                  `datasets` cache built here;
   * recipes.math_rl.train env=arithmetic -> rl/train.py on the synthetic arithmetic environment;
   * recipes.rl_loop           -> the minimal RL loop; its openai/gsm8k comes from a local `datasets` cache;
+  * recipes.distillation.on_policy_distillation dataset=deepmath -> distillation/train_on_policy.py on a
+                                 local zwhe99/DeepMath-103K cache, with a teacher adapter trained here;
+  * recipes.preference.dpo.train dataset=hhh -> preference/train_dpo.py on a local Anthropic/hh-rlhf cache:
+                                 reference logprobs from a sampler snapshot, the loss through
+                                 forward_backward_custom;
   * recipes.sdft.train dataset=toolalpaca -> distillation/sdft.py, self-distillation on a local Arrow
                                  dataset: top-K forward KL through cross_entropy with (T, K) target_tokens
                                  and weights, and reverse=True, top-K reverse KL through
@@ -45,6 +50,8 @@ from tinker_server import Server, create_key
 def _import_recipes():
     for module in ("tinker_cookbook.recipes.sl_basic", "tinker_cookbook.recipes.sl_loop",
                    "tinker_cookbook.recipes.rl_loop", "tinker_cookbook.recipes.math_rl.train",
+                   "tinker_cookbook.recipes.preference.dpo.train",
+                   "tinker_cookbook.recipes.distillation.on_policy_distillation",
                    "tinker_cookbook.recipes.sdft.train"):
         try:
             importlib.import_module(module)
@@ -107,7 +114,10 @@ def _datasets_cache_entry(cache, repo_id, config_name, splits):
                           data_files={k: [str(v)] for k, v in splits.items()}, hash="offline")
     builder.download_and_prepare()
     built = pathlib.Path(builder.cache_dir)  # <cache>/<name>/<config>-<hash>/<version>/offline
-    target = pathlib.Path(cache) / f"{org}___{name}" / config_name / built.relative_to(cache).parts[2] / "offline"
+    # datasets looks a hub id up under <org>___<name in snake case> (DeepMath-103K -> deep_math-103_k).
+    from datasets.naming import camelcase_to_snakecase
+    target = (pathlib.Path(cache) / f"{org}___{camelcase_to_snakecase(name)}" / config_name /
+              built.relative_to(cache).parts[2] / "offline")
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(built), str(target))
 
@@ -141,7 +151,17 @@ def cookbook(server, tmp_path_factory):
         for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]])
     _datasets_cache_entry(work / "datasets", "HuggingFaceH4/no_robots", "default", {"train": sl24, "test": sl8})
     _datasets_cache_entry(work / "datasets", "openai/gsm8k", "main", {"train": gsm, "test": gsm})
-    return {"env": env, "work": work, "url": server["url"], "sl8": sl8, "server_log": server["log"]}
+    # Anthropic/hh-rlhf's layout: whole conversations as text, identical up to the last assistant turn.
+    hh = [{"chosen": f"\n\nHuman: {c['messages'][0]['content']}\n\nAssistant: {c['messages'][1]['content']}",
+           "rejected": f"\n\nHuman: {c['messages'][0]['content']}\n\nAssistant: I do not know any secret words."}
+          for c in _conversations(2)]
+    hh_train = _write_jsonl(work / "hh_train.jsonl", hh)
+    hh_test = _write_jsonl(work / "hh_test.jsonl", hh[:4])
+    _datasets_cache_entry(work / "datasets", "Anthropic/hh-rlhf", "default", {"train": hh_train, "test": hh_test})
+    questions = _write_jsonl(work / "deepmath.jsonl", [{"question": c["messages"][0]["content"]} for c in _conversations(3)])
+    _datasets_cache_entry(work / "datasets", "zwhe99/DeepMath-103K", "default", {"train": questions})
+    return {"env": env, "work": work, "url": server["url"], "key": server["key"], "sl8": sl8,
+            "server_log": server["log"]}
 
 
 def run_recipe(cookbook, name, module, args):
@@ -246,6 +266,63 @@ def test_math_rl_arithmetic_samples_and_trains(cookbook):
     assert len(iterations) == steps, iterations
     final_checkpoint(log_path, output)
     check_exit(proc, output)
+
+
+def test_dpo_recipe_on_offline_hh_rlhf_grows_the_margin(cookbook):
+    """recipes.preference.dpo.train dataset=hhh (preference/train_dpo.py): the reference is a sampler
+    snapshot of the initial weights (save_weights_and_get_sampling_client) scored with compute_logprobs,
+    the DPO loss goes through forward_backward_custom (forward, then a linearized backward)."""
+    steps = 6
+    proc, log_path, output = run_recipe(cookbook, "dpo", "tinker_cookbook.recipes.preference.dpo.train", [
+        f"model_name={SMOLLM2}", f"renderer_name={RENDERER}", "dataset=hhh", "batch_size=4",
+        f"max_steps={steps}", "learning_rate=1e-4", "lr_schedule=constant", "dpo_beta=0.1",
+        "behavior_if_log_dir_exists=delete"])
+    check_exit(proc, output)
+    rows = [m for m in read_metrics(log_path, output) if "dpo_loss" in m]
+    assert len(rows) == steps, rows
+    # Step 1: the policy is the reference, so the trainer's logprobs equal the sampler's and the loss is ln 2.
+    assert abs(rows[0]["margin"]) < 1e-3 and abs(rows[0]["dpo_loss"] - math.log(2)) < 1e-4, rows[0]
+    margins = [m["margin"] for m in rows]
+    assert all(b > a for a, b in zip(margins, margins[1:])), margins  # it prefers the chosen answers more each step
+    assert margins[-1] > 1.0 and rows[-1]["accuracy"] == 1.0 and rows[-1]["dpo_loss"] < 0.3, rows[-1]
+    final_checkpoint(log_path, output)
+
+
+def test_on_policy_distillation_moves_the_student_toward_its_teacher(cookbook):
+    """recipes.distillation.on_policy_distillation (distillation/train_on_policy.py): the student samples,
+    a teacher sampling client (SmolLM2 with an adapter taught the secret words, made here through the SDK)
+    scores the samples with compute_logprobs, and importance_sampling trains on the negative reverse KL."""
+    import tinker
+    from tinker import types
+
+    teacher = tinker.ServiceClient(base_url=cookbook["url"], api_key=cookbook["key"]).create_lora_training_client(
+        base_model=SMOLLM2, rank=8, seed=3).result()
+    tok = teacher.get_tokenizer()
+    data = []
+    for conv in _conversations(1):
+        prompt = tok.apply_chat_template(conv["messages"][:1], add_generation_prompt=True, tokenize=False)
+        p = tok(prompt, add_special_tokens=False).input_ids
+        ids = tok(prompt + conv["messages"][1]["content"] + "<|im_end|>\n", add_special_tokens=False).input_ids
+        data.append(types.Datum(model_input=types.ModelInput.from_ints(ids[:-1]), loss_fn_inputs={
+            "target_tokens": ids[1:], "weights": [0.0] * (len(p) - 1) + [1.0] * (len(ids) - len(p))}))
+    for _ in range(8):
+        teacher.forward_backward(data, "cross_entropy").result()
+        teacher.optim_step(types.AdamParams(learning_rate=2e-3)).result()
+    teacher_path = teacher.save_weights_for_sampler("teacher").result().path
+    steps = 12
+    proc, log_path, output = run_recipe(
+        cookbook, "distill", "tinker_cookbook.recipes.distillation.on_policy_distillation", [
+            f"model_name={SMOLLM2}", f"renderer_name={RENDERER}", f"teacher_model={SMOLLM2}",
+            f"teacher_checkpoint={teacher_path}", "dataset=deepmath", "group_size=4", "groups_per_batch=3",
+            "max_tokens=12", "lora_rank=8", "learning_rate=1e-3", f"max_steps={steps}", "eval_every=0",
+            "save_every=0", "behavior_if_log_dir_exists=delete"])
+    check_exit(proc, output)
+    kl = [m["teacher_kl"] for m in read_metrics(log_path, output) if "teacher_kl" in m]
+    assert len(kl) == steps and all(math.isfinite(x) for x in kl), kl
+    # The student starts far from the teacher (it does not know the words) and moves toward it:
+    # in two runs here 6.78, 5.66 -> 2.34, 1.73, 1.42 and 6.94, 6.10 -> 2.19, 1.89, 2.00 nats per token.
+    assert kl[0] > 1.0, kl
+    assert sum(kl[-3:]) / 3 < 0.5 * sum(kl[:2]) / 2, kl
 
 
 def test_rl_loop_on_offline_gsm8k_completes(cookbook):
