@@ -1,20 +1,30 @@
 """Our age encryption (src/openrl/core/age.cc) against the real peer: pyrage (the Rust rage crate).
 
 The C++ side runs as the core gtest `AgeVectors.WriteForPeer`, which encrypts files to recipients
-that pyrage generated here; pyrage must decrypt every one, with each identity alone, and must
-refuse any tampered or truncated copy.
+that pyrage generated here and to SSH keys that ssh-keygen made here (ed25519, rsa 2048 and 3072);
+pyrage must decrypt every one, with each identity or SSH private key alone, and must refuse any
+tampered or truncated copy.
 """
 import os
 import subprocess
 
 import pyrage
 import pytest
-from pyrage import x25519
+from pyrage import ssh, x25519
 
 from conftest import BUILD
 
 SIZES = [0, 1, 65535, 65536, 65537, 200000]
 CHUNK = 64 * 1024
+
+
+def ssh_key(directory, kind, bits=None):
+    """(authorized_keys line, pyrage identity) of a fresh key made by ssh-keygen."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"id_{kind}{bits or ''}"
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, *(["-b", str(bits)] if bits else []), "-N", "", "-C",
+                    f"{kind} test key", "-f", str(path)], check=True, capture_output=True, timeout=120)
+    return path.with_suffix(".pub").read_text().strip(), ssh.Identity.from_buffer(path.read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +33,13 @@ def vectors(tmp_path_factory):
     assert binary.exists(), f"{binary} missing: build the openrl_core_tests target"
     out = tmp_path_factory.mktemp("age")
     identities = [x25519.Identity.generate() for _ in range(2)]
-    env = dict(os.environ, OPENRL_AGE_VECTORS_DIR=str(out),
-               OPENRL_AGE_RECIPIENTS=",".join(str(i.to_public()) for i in identities))
+    recipients = [str(i.to_public()) for i in identities]
+    # SSH keys too, as the tinker SDK allows them for exports: age's ssh-ed25519 and ssh-rsa stanzas.
+    for kind, bits in [("ed25519", None), ("rsa", 2048), ("rsa", 3072)]:
+        line, identity = ssh_key(out, kind, bits)
+        recipients.append(line)
+        identities.append(identity)
+    env = dict(os.environ, OPENRL_AGE_VECTORS_DIR=str(out), OPENRL_AGE_RECIPIENTS=",".join(recipients))
     proc = subprocess.run([str(binary), "--gtest_filter=AgeVectors.WriteForPeer"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -39,10 +54,16 @@ def test_each_recipient_decrypts_alone(vectors, size):
     plain = (out / f"{size}.plain").read_bytes()
     sealed = (out / f"{size}.age").read_bytes()
     assert len(plain) == size
+    assert len(identities) == 5  # 2 X25519, ssh-ed25519, ssh-rsa 2048 and 3072
     for identity in identities:
         assert pyrage.decrypt(sealed, [identity]) == plain
     with pytest.raises(pyrage.DecryptError):
         pyrage.decrypt(sealed, [x25519.Identity.generate()])
+    if size == 1:  # an SSH key that is not a recipient, of each kind, finds no stanza of its own
+        for kind, bits in [("ed25519", None), ("rsa", 2048)]:
+            _, stranger = ssh_key(out / f"stranger-{size}", kind, bits)
+            with pytest.raises(pyrage.DecryptError):
+                pyrage.decrypt(sealed, [stranger])
 
 
 def test_our_identity_encoding_matches_pyrage(vectors):

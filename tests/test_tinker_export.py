@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import io
 import os
+import subprocess
 import tarfile
 import time
 import urllib.error
@@ -106,16 +107,21 @@ def test_external_weights_plain_and_encrypted_urls_ttl_delete(server, svc, train
     ours = tc.save_weights_and_get_sampling_client().result().compute_logprobs(types.ModelInput.from_ints(ids)).result()[1:]
     np.testing.assert_allclose(peft_logprobs(base_dir, tmp_path / "plain", ids), ours, atol=1e-4)
 
-    # Encrypted to two recipients: each identity alone decrypts the same bytes; nothing plain stays.
+    # Encrypted to three recipients — two age keys and an SSH key, which the SDK's docstring allows:
+    # each identity (the SSH private key for the third) alone decrypts the same bytes; nothing plain stays.
     a, b = pyrage.x25519.Identity.generate(), pyrage.x25519.Identity.generate()
-    enc = tc.save_weights_external("sealed", ttl_seconds=7200,
-                                   age_encryption_recipients=[str(a.to_public()), str(b.to_public())]).result().path
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "exports", "-f", str(tmp_path / "id")],
+                   check=True, capture_output=True, timeout=60)
+    c = pyrage.ssh.Identity.from_buffer((tmp_path / "id").read_bytes())
+    enc = tc.save_weights_external("sealed", ttl_seconds=7200, age_encryption_recipients=[
+        str(a.to_public()), str(b.to_public()), (tmp_path / "id.pub").read_text().strip()]).result().path
     urls = rest.get_external_weights_urls(enc).result().urls
     assert sorted(urls) == ["adapter_config.json.age", "adapter_model.safetensors.age"]
     for name, url in urls.items():
         sealed = fetch(url)
         assert files[name[:-4]] not in sealed
-        for ident in (a, b):
+        assert b"\n-> ssh-ed25519 " in sealed[:1000]
+        for ident in (a, b, c):
             assert pyrage.decrypt(sealed, [ident]) == files[name[:-4]]
         with pytest.raises(pyrage.DecryptError):
             pyrage.decrypt(sealed, [pyrage.x25519.Identity.generate()])
@@ -140,6 +146,8 @@ def test_external_weights_plain_and_encrypted_urls_ttl_delete(server, svc, train
     # Bad input is refused before it is queued.
     for body, field in [({"path": "x", "age_encryption_recipients": ["ssh-ed25519 AAAAC3Nza"]},
                          "age_encryption_recipients[0]"),
+                        ({"path": "x", "age_encryption_recipients": [str(a.to_public()), "ecdsa-sha2-nistp256 AAAA"]},
+                         "age_encryption_recipients[1]': age recipient: SSH keys of type ecdsa-sha2-nistp256"),
                         ({"path": "x", "age_encryption_recipients": ["age1notakey"]}, "age_encryption_recipients[0]"),
                         ({"path": "x", "ttl_seconds": 5}, "ttl_seconds"),
                         ({"path": "../x"}, "path"),

@@ -44,7 +44,8 @@ Result<std::vector<crypto::AgeRecipient>> RecipientsField(const Json& body) {
   const Json& list = body["age_encryption_recipients"];
   if (!list.is_array() || list.empty() || list.size() > 10)
     return InvalidArgument(
-        "field 'age_encryption_recipients' must be a list of 1 to 10 age1... keys, or null");
+        "field 'age_encryption_recipients' must be a list of 1 to 10 recipients (age1... keys or "
+        "ssh-ed25519 / ssh-rsa public keys), or null");
   for (size_t i = 0; i < list.size(); ++i) {
     std::string field = "age_encryption_recipients[" + std::to_string(i) + "]";
     if (!list[i].is_string()) return InvalidArgument("field '" + field + "' must be a string");

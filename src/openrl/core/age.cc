@@ -17,19 +17,11 @@
 #include <functional>
 #include <memory>
 
+#include "openrl/core/age_internal.h"
 #include "openrl/core/crypto.h"
 #include "openrl/core/openssl_util.h"
 
 namespace openrl::crypto {
-namespace {
-
-constexpr std::string_view kVersionLine = "age-encryption.org/v1\n";
-constexpr std::string_view kX25519Info = "age-encryption.org/v1/X25519";
-constexpr std::string_view kRecipientHrp = "age";
-constexpr std::string_view kSecretHrp = "age-secret-key-";
-constexpr size_t kFileKeySize = 16;
-constexpr size_t kPayloadNonceSize = 16;
-constexpr size_t kTagSize = 16;
 
 using internal::CipherCtxPtr;
 using internal::KdfCtxPtr;
@@ -37,6 +29,24 @@ using internal::OpenSslError;
 using internal::PkeyCtxPtr;
 using internal::PkeyPtr;
 using internal::U8;
+
+namespace {
+
+constexpr std::string_view kVersionLine = "age-encryption.org/v1\n";
+constexpr std::string_view kX25519Info = "age-encryption.org/v1/X25519";
+constexpr std::string_view kRecipientHrp = "age";
+constexpr std::string_view kSecretHrp = "age-secret-key-";
+using age_internal::kFileKeySize;
+constexpr size_t kPayloadNonceSize = 16;
+constexpr size_t kTagSize = 16;
+
+using age_internal::BadRecipient;
+using age_internal::Base64NoPad;
+using age_internal::HkdfSha256;
+using age_internal::Seal;
+using age_internal::X25519PrivateKey;
+using age_internal::X25519PublicKey;
+using age_internal::X25519SharedSecret;
 
 // ---- Bech32 (BIP 173, without its 90-character limit, as the age spec says) ----
 
@@ -84,8 +94,6 @@ std::string Bech32Encode(std::string_view hrp, std::string_view data) {
   for (int i = 0; i < 6; ++i) out += kBech32Charset[(checksum >> (5 * (5 - i))) & 31];
   return out;
 }
-
-Status BadRecipient(const std::string& why) { return InvalidArgument("age recipient: " + why); }
 
 // Explains a human-readable part that is not "age", naming the common mix-ups.
 Status WrongHrp(std::string_view hrp) {
@@ -138,99 +146,14 @@ Result<AgeRecipient> DecodeRecipient(std::string_view text) {
   if (key.size() != kAgeX25519KeySize) {
     return BadRecipient("bad length: the key is " + std::to_string(key.size()) + " bytes, want 32");
   }
-  return AgeRecipient{std::move(key)};
-}
-
-// ---- primitives ----
-
-// Standard alphabet, no '=' padding (the age header's encoding; crypto.h only has base64url).
-std::string Base64NoPad(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(U8(out), U8(bytes), static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  return out;
-}
-
-Result<std::string> HkdfSha256(std::string_view ikm, std::string_view salt, std::string_view info) {
-  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
-  if (kdf == nullptr) return Internal("HKDF unavailable: " + OpenSslError());
-  KdfCtxPtr ctx(EVP_KDF_CTX_new(kdf));
-  EVP_KDF_free(kdf);
-  if (!ctx) return Internal("HKDF context: " + OpenSslError());
-  char digest[] = "SHA256";
-  OSSL_PARAM params[5];
-  size_t n = 0;
-  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
-  params[n++] =
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<char*>(ikm.data()), ikm.size());
-  // An absent salt is RFC 5869's empty salt; OpenSSL may reject a zero-length salt parameter.
-  if (!salt.empty())
-    params[n++] =
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<char*>(salt.data()), salt.size());
-  params[n++] =
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()), info.size());
-  params[n] = OSSL_PARAM_construct_end();
-  std::string out(32, '\0');
-  if (EVP_KDF_derive(ctx.get(), U8(out), out.size(), params) != 1)
-    return Internal("HKDF-SHA256: " + OpenSslError());
-  return out;
-}
-
-// ChaCha20-Poly1305 with no associated data; returns ciphertext || 16-byte tag.
-Result<std::string> Seal(EVP_CIPHER_CTX* ctx, std::string_view key, std::string_view nonce,
-                         std::string_view plaintext) {
-  std::string out(plaintext.size() + kTagSize, '\0');
-  int len = 0, final_len = 0;
-  bool ok = EVP_EncryptInit_ex2(ctx, EVP_chacha20_poly1305(), U8(key), U8(nonce), nullptr) == 1 &&
-            (plaintext.empty() ||
-             EVP_EncryptUpdate(ctx, U8(out), &len, U8(plaintext), static_cast<int>(plaintext.size())) == 1) &&
-            EVP_EncryptFinal_ex(ctx, U8(out) + len, &final_len) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagSize, U8(out) + plaintext.size()) == 1;
-  if (!ok || static_cast<size_t>(len) + static_cast<size_t>(final_len) != plaintext.size())
-    return Internal("ChaCha20-Poly1305: " + OpenSslError());
-  return out;
-}
-
-Result<PkeyPtr> X25519PrivateKey(std::string_view secret) {
-  if (secret.size() != kAgeX25519KeySize) return InvalidArgument("X25519 secret key must be 32 bytes");
-  PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, U8(secret), secret.size()));
-  if (!key) return Internal("X25519 private key: " + OpenSslError());
-  return key;
-}
-
-Result<std::string> X25519PublicKey(EVP_PKEY* key) {
-  std::string out(kAgeX25519KeySize, '\0');
-  size_t len = out.size();
-  if (EVP_PKEY_get_raw_public_key(key, U8(out), &len) != 1 || len != out.size())
-    return Internal("X25519 public key: " + OpenSslError());
-  return out;
-}
-
-// OpenSSL already fails on an all-zero result (a low-order peer point); the explicit check
-// keeps the spec's rule visible and independent of that behaviour.
-Result<std::string> X25519SharedSecret(EVP_PKEY* secret, std::string_view peer_public) {
-  PkeyPtr peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, U8(peer_public), peer_public.size()));
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new(secret, nullptr));
-  std::string out(kAgeX25519KeySize, '\0');
-  size_t len = out.size();
-  if (!peer || !ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
-      EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1) {
-    return Internal("X25519 setup: " + OpenSslError());
-  }
-  if (EVP_PKEY_derive(ctx.get(), U8(out), &len) != 1 || len != out.size() ||
-      CRYPTO_memcmp(out.data(), std::string(out.size(), '\0').data(), out.size()) == 0) {
-    ERR_clear_error();
-    return InvalidArgument(
-        "X25519 with the recipient key gives an all-zero shared secret (a low-order point, not a real key)");
-  }
-  return out;
+  AgeRecipient r;
+  r.x25519_public_key = std::move(key);
+  return r;
 }
 
 // ---- header and payload ----
 
-// "-> X25519 <share>\n<body>\n": the body's base64 is wrapped at 64 columns and always ends with
-// a line shorter than 64 (empty when it is a multiple of 64), as the header grammar requires.
+// "-> X25519 <share>\n<body>\n".
 Result<std::string> X25519Stanza(std::string_view file_key, std::string_view recipient) {
   if (recipient.size() != kAgeX25519KeySize) return InvalidArgument("X25519 public key must be 32 bytes");
   OPENRL_ASSIGN_OR_RETURN(std::string ephemeral_secret, RandomBytes(kAgeX25519KeySize));
@@ -239,21 +162,18 @@ Result<std::string> X25519Stanza(std::string_view file_key, std::string_view rec
   OPENRL_ASSIGN_OR_RETURN(std::string shared, X25519SharedSecret(ephemeral.get(), recipient));
   OPENRL_ASSIGN_OR_RETURN(std::string wrap_key,
                           HkdfSha256(shared, share + std::string(recipient), kX25519Info));
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
-  if (!ctx) return Internal("cipher context: " + OpenSslError());
-  OPENRL_ASSIGN_OR_RETURN(std::string body, Seal(ctx.get(), wrap_key, std::string(12, '\0'), file_key));
-  std::string text = "-> X25519 " + Base64NoPad(share) + "\n";
-  std::string b64 = Base64NoPad(body);
-  size_t pos = 0;
-  for (; b64.size() - pos >= 64; pos += 64) text += b64.substr(pos, 64) + "\n";
-  text += b64.substr(pos) + "\n";
-  return text;
+  OPENRL_ASSIGN_OR_RETURN(std::string body, age_internal::SealFileKey(wrap_key, file_key));
+  return age_internal::StanzaText("X25519 " + Base64NoPad(share), body);
 }
 
 Result<std::string> Header(std::string_view file_key, const std::vector<AgeRecipient>& recipients) {
   std::string header(kVersionLine);
   for (size_t i = 0; i < recipients.size(); ++i) {
-    Result<std::string> stanza = X25519Stanza(file_key, recipients[i].x25519_public_key);
+    const AgeRecipient& r = recipients[i];
+    Result<std::string> stanza =
+        r.kind == AgeRecipient::Kind::kSshEd25519 ? age_internal::SshEd25519Stanza(file_key, r)
+        : r.kind == AgeRecipient::Kind::kSshRsa   ? age_internal::SshRsaStanza(file_key, r)
+                                                  : X25519Stanza(file_key, r.x25519_public_key);
     if (!stanza.ok()) return stanza.status().WithContext("age recipient #" + std::to_string(i + 1));
     header += *stanza;
   }
@@ -377,10 +297,9 @@ Status EncryptToTemp(int in, const std::string& plaintext_path, const std::strin
 
 Result<AgeRecipient> ParseAgeRecipient(std::string_view text) {
   if (text.empty()) return BadRecipient("empty (want age1...)");
-  if (text.substr(0, 4) == "ssh-") {
-    return BadRecipient("SSH keys (" + std::string(text.substr(0, text.find(' ')).substr(0, 24)) +
-                        ") are not supported; only native age1 X25519 recipients are supported");
-  }
+  if (text.substr(0, 4) == "ssh-" || text.substr(0, 6) == "ecdsa-" || text.substr(0, 7) == "sk-ssh-" ||
+      text.substr(0, 7) == "sk-ecds")
+    return age_internal::ParseSshRecipient(text);
   return DecodeRecipient(text);
 }
 
@@ -428,4 +347,107 @@ Result<AgeIdentity> AgeGenerateIdentity() {
   return AgeIdentityFromSecretKey(secret);
 }
 
+namespace age_internal {
+
+Status BadRecipient(const std::string& why) { return InvalidArgument("age recipient: " + why); }
+
+Result<std::string> SealFileKey(std::string_view wrap_key, std::string_view file_key) {
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  if (!ctx) return Internal("cipher context: " + OpenSslError());
+  return Seal(ctx.get(), wrap_key, std::string(12, '\0'), file_key);
+}
+
+std::string StanzaText(std::string_view args, std::string_view body) {
+  std::string text = "-> " + std::string(args) + "\n";
+  std::string b64 = Base64NoPad(body);
+  size_t pos = 0;
+  for (; b64.size() - pos >= 64; pos += 64) text += b64.substr(pos, 64) + "\n";
+  text += b64.substr(pos) + "\n";
+  return text;
+}
+
+std::string Base64NoPad(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(U8(out), U8(bytes), static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  return out;
+}
+
+Result<std::string> HkdfSha256(std::string_view ikm, std::string_view salt, std::string_view info) {
+  EVP_KDF* kdf = EVP_KDF_fetch(nullptr, "HKDF", nullptr);
+  if (kdf == nullptr) return Internal("HKDF unavailable: " + OpenSslError());
+  KdfCtxPtr ctx(EVP_KDF_CTX_new(kdf));
+  EVP_KDF_free(kdf);
+  if (!ctx) return Internal("HKDF context: " + OpenSslError());
+  char digest[] = "SHA256";
+  OSSL_PARAM params[5];
+  size_t n = 0;
+  params[n++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+  params[n++] =
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<char*>(ikm.data()), ikm.size());
+  // An absent salt is RFC 5869's empty salt; OpenSSL may reject a zero-length salt parameter.
+  if (!salt.empty())
+    params[n++] =
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<char*>(salt.data()), salt.size());
+  params[n++] =
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()), info.size());
+  params[n] = OSSL_PARAM_construct_end();
+  std::string out(32, '\0');
+  if (EVP_KDF_derive(ctx.get(), U8(out), out.size(), params) != 1)
+    return Internal("HKDF-SHA256: " + OpenSslError());
+  return out;
+}
+
+// ChaCha20-Poly1305 with no associated data; returns ciphertext || 16-byte tag.
+Result<std::string> Seal(EVP_CIPHER_CTX* ctx, std::string_view key, std::string_view nonce,
+                         std::string_view plaintext) {
+  std::string out(plaintext.size() + kTagSize, '\0');
+  int len = 0, final_len = 0;
+  bool ok = EVP_EncryptInit_ex2(ctx, EVP_chacha20_poly1305(), U8(key), U8(nonce), nullptr) == 1 &&
+            (plaintext.empty() ||
+             EVP_EncryptUpdate(ctx, U8(out), &len, U8(plaintext), static_cast<int>(plaintext.size())) == 1) &&
+            EVP_EncryptFinal_ex(ctx, U8(out) + len, &final_len) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagSize, U8(out) + plaintext.size()) == 1;
+  if (!ok || static_cast<size_t>(len) + static_cast<size_t>(final_len) != plaintext.size())
+    return Internal("ChaCha20-Poly1305: " + OpenSslError());
+  return out;
+}
+
+Result<PkeyPtr> X25519PrivateKey(std::string_view secret) {
+  if (secret.size() != kAgeX25519KeySize) return InvalidArgument("X25519 secret key must be 32 bytes");
+  PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, U8(secret), secret.size()));
+  if (!key) return Internal("X25519 private key: " + OpenSslError());
+  return key;
+}
+
+Result<std::string> X25519PublicKey(EVP_PKEY* key) {
+  std::string out(kAgeX25519KeySize, '\0');
+  size_t len = out.size();
+  if (EVP_PKEY_get_raw_public_key(key, U8(out), &len) != 1 || len != out.size())
+    return Internal("X25519 public key: " + OpenSslError());
+  return out;
+}
+
+// OpenSSL already fails on an all-zero result (a low-order peer point); the explicit check
+// keeps the spec's rule visible and independent of that behaviour.
+Result<std::string> X25519SharedSecret(EVP_PKEY* secret, std::string_view peer_public) {
+  PkeyPtr peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, U8(peer_public), peer_public.size()));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new(secret, nullptr));
+  std::string out(kAgeX25519KeySize, '\0');
+  size_t len = out.size();
+  if (!peer || !ctx || EVP_PKEY_derive_init(ctx.get()) != 1 ||
+      EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) != 1) {
+    return Internal("X25519 setup: " + OpenSslError());
+  }
+  if (EVP_PKEY_derive(ctx.get(), U8(out), &len) != 1 || len != out.size() ||
+      CRYPTO_memcmp(out.data(), std::string(out.size(), '\0').data(), out.size()) == 0) {
+    ERR_clear_error();
+    return InvalidArgument(
+        "X25519 with the recipient key gives an all-zero shared secret (a low-order point, not a real key)");
+  }
+  return out;
+}
+
+}  // namespace age_internal
 }  // namespace openrl::crypto

@@ -124,11 +124,86 @@ TEST(AgeRecipient, RejectsWithTheReason) {
   ExpectRejected("age1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5z5tpwxqergd3c8g7ru28p0lr", "31 bytes, want 32");
   ExpectRejected("age1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5z5tpwxqergd3c8g7ruszzxrc4t3", "33 bytes, want 32");
   ExpectRejected("age1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5z5tpwxqergd3c8g7ruspxc8t5c", "padding");
-  ExpectRejected("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0AJY5 user@host",
-                 "only native age1 X25519 recipients are supported");
-  ExpectRejected("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ", "SSH keys (ssh-rsa)");
+  ExpectRejected("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd0AJY5 user@host", "ends inside its key");
+  ExpectRejected("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ", "not base64 of a plausible length");
   ExpectRejected(kSpecSecret, "secret key");
   ExpectRejected("age1pq1qqqqqqqqqqqqqqqqqqqqqqqq", "post-quantum");
+}
+
+// Made with ssh-keygen; the X25519 form of the Ed25519 key and the fingerprint were worked out
+// independently in Python (u = (1 + y) / (1 - y) mod 2^255 - 19; SHA-256 of the blob).
+constexpr const char* kSshEd25519 =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDvgRZHWzF9dxrgtpbwG9Di+jLCnuhAoR6o2EPoJvPEZ alice@example";
+constexpr const char* kSshEd25519AsX25519 =
+    "2792dcd76e121a73e253fa0217b0fe98f6c6506de86bf13554a28e5967e1285a";
+constexpr const char* kSshRsa2048 =
+    "ssh-rsa "
+    "AAAAB3NzaC1yc2EAAAADAQABAAABAQDO4TkuhuI5BirFpoMisjA5tHRJH7fA9GZ2rScXJzHXswSkXKklLCfBFlow3Mf1gXD7Ts57P2wS"
+    "K4sA"
+    "qrTkPufIGRSbdxyFJYU9+nNKtaHdP+o8FtcXBYwEYMEjoeAtBzbHaK0zQL+AGRwjlX8XSqo4JqJZ7WFhHRD6BiF2n9QwQoUF6L+"
+    "UGrZWzJe3sUkZJ0O8"
+    "Dee4mEeHrD/tUaYgRLOhW46YuBV0yafv3tlF5JtbHjmtdOTeMmtWJjOozB/"
+    "fL+luOP1887NnlCaCl9Rw1cQUcFADEDlA+CYvnrU+6DrBU7c1OgPDEWaa"
+    "kIV9bERqW2fET7Zh9TwyFV3w1CP4k4MX bob@example";
+constexpr const char* kSshRsa1024 =
+    "ssh-rsa "
+    "AAAAB3NzaC1yc2EAAAADAQABAAAAgQDq3OW/"
+    "ucBI4Pjpj6sZdb6jcJlingIXKzVG7iTEn2GJUZ7ISviGUJDS5n0D8Zvc3vIfB5Z3rJStWgQ6"
+    "GLUnfwJPIADXelbxqV0cDL8TfcDgo/7fd+S5L3YjXfWN8mO/CpBF/7VQrS07boMo+ReNcKB6cizQYmK5IAFYNmstJaAFrQ== old";
+
+TEST(AgeRecipient, ParsesSshKeys) {
+  AgeRecipient ed = MustParse(kSshEd25519);
+  EXPECT_EQ(ed.kind, AgeRecipient::Kind::kSshEd25519);
+  EXPECT_EQ(HexEncode(ed.x25519_public_key), kSshEd25519AsX25519);
+  EXPECT_EQ(ed.ssh_key.size(), 4u + 11u + 4u + 32u);
+  // The comment is optional.
+  std::string bare(kSshEd25519);
+  EXPECT_EQ(MustParse(bare.substr(0, bare.rfind(' '))).x25519_public_key, ed.x25519_public_key);
+  AgeRecipient rsa = MustParse(kSshRsa2048);
+  EXPECT_EQ(rsa.kind, AgeRecipient::Kind::kSshRsa);
+  EXPECT_EQ(HexEncode(rsa.rsa_e), "010001");
+  EXPECT_EQ(rsa.rsa_n.size(), 256u);
+}
+
+TEST(AgeRecipient, RejectsSshKeysWithTheReason) {
+  ExpectRejected(kSshRsa1024, "the RSA key has 1024 bits; 2048 to 16384 are accepted");
+  ExpectRejected("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= ec",
+                 "SSH keys of type ecdsa-sha2-nistp256 are not supported");
+  ExpectRejected("ssh-dss AAAAB3NzaC1kc3M=", "SSH keys of type ssh-dss are not supported");
+  ExpectRejected("sk-ssh-ed25519@openssh.com AAAA", "not supported");
+  ExpectRejected("ssh-ed25519", "no key after the type");
+  ExpectRejected("ssh-ed25519 AAAA!C3N", "not base64");
+  std::string ed(kSshEd25519);
+  // The blob of an RSA key under the ed25519 type, and the reverse.
+  ExpectRejected("ssh-ed25519 " + std::string(kSshRsa2048).substr(8), "another type than its text says");
+  ExpectRejected("ssh-rsa " + ed.substr(12), "another type than its text says");
+  ExpectRejected(ed + "\nssh-ed25519 AAAA", "more than one line");
+  // Blobs built by hand: a 31-byte Ed25519 key, bytes after the key, y = 1 (no X25519 form).
+  auto blob = [](std::string_view type, std::string_view key, std::string_view extra = "") {
+    auto str = [](std::string_view v) {
+      std::string out(4, '\0');
+      for (int i = 0; i < 4; ++i) out[3 - i] = static_cast<char>((v.size() >> (8 * i)) & 0xff);
+      return out + std::string(v);
+    };
+    std::string raw = str(type) + str(key) + std::string(extra);
+    std::string b64(4 * ((raw.size() + 2) / 3) + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()),
+                            reinterpret_cast<const unsigned char*>(raw.data()), static_cast<int>(raw.size()));
+    b64.resize(static_cast<size_t>(n));
+    return std::string(type) + " " + b64;
+  };
+  ExpectRejected(blob("ssh-ed25519", std::string(31, 'k')), "the Ed25519 key is 31 bytes, want 32");
+  ExpectRejected(blob("ssh-ed25519", std::string(32, 'k'), "x"), "bytes follow the key");
+  std::string y_is_one(32, '\0');
+  y_is_one[0] = 1;
+  ExpectRejected(blob("ssh-ed25519", y_is_one), "no X25519 form");
+  // A negative RSA exponent, and an even one.
+  ExpectRejected(blob("ssh-rsa", "\x80\x01"), "its exponent is negative");
+  ExpectRejected(blob("ssh-rsa", "\x02", std::string("\0\0\1\1\x01", 5) + std::string(256, '\xcb')),
+                 "not an odd number");
+  // An even modulus (found by the age_recipient fuzz target: OpenSSL then fails to encrypt).
+  ExpectRejected(blob("ssh-rsa", "\x03", std::string("\0\0\1\1\x01", 5) + std::string(256, '\xcc')),
+                 "the RSA modulus is even");
 }
 
 TEST(AgeRecipient, ErrorsNeverEchoASecretKey) {
@@ -176,17 +251,23 @@ TEST(AgeEncrypt, PayloadIsNonceThenOneTagPerChunk) {
   }
 }
 
+AgeRecipient RawX25519(std::string key) {
+  AgeRecipient r;
+  r.x25519_public_key = std::move(key);
+  return r;
+}
+
 TEST(AgeEncrypt, RejectsNoRecipientsAndBadKeys) {
   Result<std::string> none = AgeEncrypt("x", {});
   ASSERT_FALSE(none.ok());
   EXPECT_THAT(none.status().message(), HasSubstr("at least one recipient"));
   // The all-zero point is of low order: every shared secret with it is zero.
-  Result<std::string> zero = AgeEncrypt("x", {NewRecipient(), AgeRecipient{std::string(32, '\0')}});
+  Result<std::string> zero = AgeEncrypt("x", {NewRecipient(), RawX25519(std::string(32, '\0'))});
   ASSERT_FALSE(zero.ok());
   EXPECT_EQ(zero.status().code(), ErrorCode::kInvalidArgument);
   EXPECT_THAT(zero.status().message(), HasSubstr("recipient #2"));
   EXPECT_THAT(zero.status().message(), HasSubstr("all-zero shared secret"));
-  Result<std::string> short_key = AgeEncrypt("x", {AgeRecipient{"abc"}});
+  Result<std::string> short_key = AgeEncrypt("x", {RawX25519("abc")});
   ASSERT_FALSE(short_key.ok());
   EXPECT_THAT(short_key.status().message(), HasSubstr("32 bytes"));
 }

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
+#include <openssl/param_build.h>
 
 #include <memory>
 #include <string>
@@ -31,12 +33,28 @@ struct KdfCtxDeleter {
 struct BioDeleter {
   void operator()(BIO* p) const { BIO_free(p); }
 };
+struct BnDeleter {
+  void operator()(BIGNUM* p) const { BN_free(p); }
+};
+struct BnCtxDeleter {
+  void operator()(BN_CTX* p) const { BN_CTX_free(p); }
+};
+struct ParamBldDeleter {
+  void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); }
+};
+struct ParamDeleter {
+  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
+};
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
 using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter>;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
 using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxDeleter>;
 using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, KdfCtxDeleter>;
 using BioPtr = std::unique_ptr<BIO, BioDeleter>;
+using BnPtr = std::unique_ptr<BIGNUM, BnDeleter>;
+using BnCtxPtr = std::unique_ptr<BN_CTX, BnCtxDeleter>;
+using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter>;
+using ParamPtr = std::unique_ptr<OSSL_PARAM, ParamDeleter>;
 
 // The last OpenSSL error as text (and clears the queue), for error messages.
 inline std::string OpenSslError() {
