@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import httpx
@@ -14,8 +15,10 @@ import pytest
 
 
 def start_server(openrl_bin, *args):
+    # A data directory of its own: one server at a time may serve a directory.
+    data = tempfile.mkdtemp(prefix="openrl-http-test-")
     proc = subprocess.Popen(
-        [str(openrl_bin), "serve", "--port", "0", *args],
+        [str(openrl_bin), "serve", "--port", "0", "--data-dir", data, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     match = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)\n", line)
@@ -143,9 +146,126 @@ def test_sigterm_during_request_exits_cleanly(openrl_bin):
         idle.close()
 
 
-def test_port_in_use_is_a_clear_error(openrl_bin, server):
+def test_port_in_use_is_a_clear_error(openrl_bin, server, tmp_path):
     _, _, port = server
-    proc = subprocess.run([str(openrl_bin), "serve", "--port", str(port)],
+    # Another data directory: the first server's is locked (a second server there is refused first).
+    proc = subprocess.run([str(openrl_bin), "serve", "--port", str(port), "--data-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode != 0
     assert f"127.0.0.1:{port}" in proc.stderr
+
+
+def _status(reply):
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", reply)
+    return int(m.group(1)) if m else None
+
+
+def _mutations(rng, base):
+    """Seeded HTTP framing damage: bytes flipped, cut, repeated and inserted; lying lengths; chunked
+    encodings that are wrong; conflicting framing headers; oversized and odd lines."""
+    head, _, body = base.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    choice = rng.randrange(14)
+    if choice == 0:
+        out = bytearray(base)
+        for _ in range(rng.randint(1, 8)):
+            out[rng.randrange(len(out))] = rng.randrange(256)
+        return bytes(out)
+    if choice == 1:
+        a = rng.randrange(len(base))
+        return base[:a] + base[a + rng.randint(1, 20):]
+    if choice == 2:
+        a = rng.randrange(len(base))
+        return base[:a] + base[a:a + rng.randint(1, 40)] * rng.randint(2, 50) + base[a:]
+    if choice == 3:
+        a = rng.randrange(len(base))
+        return base[:a] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 64))) + base[a:]
+    if choice == 4:  # a Content-Length that lies, or is no number
+        cl = rng.choice([b"-1", b"0", b"1", b"99999999999999999999", b"1,1", b"0x10", b" 2", b"2 2", b"", b"\x00"])
+        lines = [l for l in lines if not l.lower().startswith(b"content-length")] + [b"Content-Length: " + cl]
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    if choice == 5:  # both framings at once (request smuggling shape)
+        return b"\r\n".join(lines + [b"Transfer-Encoding: chunked"]) + b"\r\n\r\n" + body
+    if choice == 6:  # chunked bodies with bad sizes, extensions, trailers, or no last chunk
+        chunks = rng.choice([b"ffffffffffffffffff\r\nx\r\n0\r\n\r\n", b"2;ext=1\r\n{}\r\n0\r\n\r\n",
+                             b"2\r\n{}\r\n0\r\nTrailer: x\r\n\r\n", b"2\r\n{}\r\n", b"z\r\n{}\r\n0\r\n\r\n",
+                             b"-2\r\n{}\r\n0\r\n\r\n", b"2\r\n{}0\r\n\r\n", b"1\r\n{}\r\n0\r\n\r\n"])
+        lines = [l for l in lines if not l.lower().startswith(b"content-length")] + [b"Transfer-Encoding: chunked"]
+        return b"\r\n".join(lines) + b"\r\n\r\n" + chunks
+    if choice == 7:  # many headers, or one very long one
+        extra = [b"X-H%d: v" % i for i in range(rng.choice([50, 500, 5000]))] if rng.random() < 0.5 else \
+            [b"X-Long: " + b"a" * rng.choice([8000, 70000])]
+        return b"\r\n".join(lines[:1] + extra + lines[1:]) + b"\r\n\r\n" + body
+    if choice == 8:  # odd request lines
+        lines[0] = rng.choice([b"get /healthz HTTP/1.1", b"BREW /healthz HTTP/1.1", b"GET /healthz HTTP/2.0",
+                               b"GET http://x/healthz HTTP/1.1", b"GET /%00/../healthz HTTP/1.1",
+                               b"GET /" + b"a" * 20000 + b" HTTP/1.1", b"GET  /healthz  HTTP/1.1", b"GET",
+                               b"GET /healthz?x=%zz HTTP/1.1", b"GET * HTTP/1.1"])
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    if choice == 9:  # header folding, bare LF, NUL in a value
+        lines.insert(1, rng.choice([b"X-Fold: a\r\n b", b"X-Bare: a\nX-Other: b", b"X-Nul: a\x00b", b": empty-name",
+                                    b"Host: second"]))
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    if choice == 10:  # a body encoding that is not one
+        lines = lines + [b"Content-Encoding: " + rng.choice([b"zstd", b"gzip", b"zstd, zstd", b"identity, br", b",,"])]
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    if choice == 11:  # pipelined: the request twice, then garbage
+        return base + base + b"\x00garbage\r\n\r\n"
+    if choice == 12:  # the head only, the body never comes
+        return head + b"\r\n\r\n"
+    return base[:rng.randrange(len(base))]  # cut anywhere
+
+
+def test_mutated_http_requests_never_crash_the_server(server):
+    """400 seeded framing mutations of real requests, over raw sockets, some sent in pieces: each
+    connection gets a well-formed HTTP answer below 500 (501 or 505 for what HTTP/1.1 does not do
+    are allowed) or is closed; the server stays up and answers /healthz throughout."""
+    import random
+    import zstandard
+
+    proc, url, port = server
+    rng = random.Random(20261207)
+    zbody = zstandard.ZstdCompressor().compress(b'{"tags": [], "sdk_version": "x"}')
+    bases = [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /api/v1/create_session HTTP/1.1\r\nHost: x\r\nX-API-Key: tml-nope\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /api/v1/create_session HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        b"POST /api/v1/create_session HTTP/1.1\r\nHost: x\r\nContent-Encoding: zstd\r\nContent-Length: %d\r\n\r\n"
+        % len(zbody) + zbody,
+        b"GET /metrics HTTP/1.0\r\n\r\n",
+    ]
+    bad = []
+    for i in range(400):
+        data = _mutations(rng, rng.choice(bases))
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            try:
+                if rng.random() < 0.3:  # in pieces, as a slow client sends
+                    for a in range(0, len(data), 7):
+                        s.sendall(data[a:a + 7])
+                else:
+                    s.sendall(data)
+                if rng.random() < 0.85:  # else the connection stays open and the server must wait
+                    s.shutdown(socket.SHUT_WR)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server may close on a bad head before the rest is sent
+            reply = b""
+            try:
+                while len(reply) < 1 << 20:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+            except (socket.timeout, ConnectionResetError):
+                pass
+        code = _status(reply)
+        if reply and code is None:
+            bad.append((i, data[:120], reply[:200]))
+        elif code is not None and code >= 500 and code not in (501, 505):
+            bad.append((i, data[:120], reply[:300]))
+        if i % 100 == 99:
+            assert proc.poll() is None, f"the server died after case {i}"
+            assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+    assert not bad, "\n".join(map(str, bad[:20]))
+    assert proc.poll() is None
+    assert httpx.get(url + "/healthz", timeout=10).status_code == 200
