@@ -221,8 +221,7 @@ Result<FileLock> FileLock::Acquire(const std::string& path) {
     std::string holder;
     char buf[32] = {};
     ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
-    if (n > 0) holder = std::string(buf, static_cast<size_t>(n));
-    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) holder += buf[i];  // the pid, if any
     ::close(fd);
     if (err != EWOULDBLOCK) return ErrnoStatus("lock", path, err);
     return FailedPrecondition(path + " is locked by another process" +
