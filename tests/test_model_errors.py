@@ -294,3 +294,41 @@ def test_train_data_errors_name_the_line(good, tmp_path, openrl_bin):
         proc = _run(openrl_bin, "train", "--model", good / "llama", "--data", data, "--steps", 2,
                     "--batch-size", 1, stdin="")
         assert_clear_error(proc, *needles)
+
+
+def test_token_id_lists_are_checked_item_by_item(good, openrl_bin, real_tokenizer_dirs):
+    """Token ids in JSON-lines requests (logprobs `tokens`, generate `prompt_tokens`, detokenize `ids`):
+    a float, a bool, a negative number, an id past the vocabulary or past 64 bits is refused naming
+    field[index] and the value — never rounded or cut to some other token (2^40 + 1 was read as 1
+    before) — and the lines around it are still answered."""
+    from conftest import run_jsonl
+
+    model = good / "llama"  # vocab_size 160
+    bad = [([1, 2.5], "tokens[1] = 2.5 is not an integer token id"),
+           ([True, 1], "tokens[0] = true is not an integer token id"),
+           ([1, -1], "tokens[1] = -1 is negative, not a token id"),
+           ([-3], "tokens[0] = -3 is negative, not a token id"),  # one token: nothing to score, still checked
+           ([1, 160], "tokens[1] = 160 is outside the vocabulary (size 160)"),
+           ([1, 2 ** 40 + 1], f"tokens[1] = {2 ** 40 + 1} is outside the vocabulary (size 160)"),
+           ([2 ** 64 - 1], f"tokens[0] = {2 ** 64 - 1} is outside the vocabulary (size 160)")]
+    lines, proc = run_jsonl(openrl_bin, ["logprobs", "--model", str(model)],
+                            [{"tokens": [1, 2, 3]}] + [{"tokens": t} for t, _ in bad] + [{"tokens": [159, 0]}])
+    assert proc.returncode == 1 and len(lines) == len(bad) + 2, (proc.returncode, lines, proc.stderr[-2000:])
+    assert len(lines[0]["logprobs"]) == 3 and len(lines[-1]["logprobs"]) == 2
+    for (tokens, why), line in zip(bad, lines[1:-1]):
+        assert line["error"]["code"] == "INVALID_ARGUMENT" and why in line["error"]["message"], (tokens, line)
+    lines, proc = run_jsonl(openrl_bin, ["generate", "--model", str(model)],
+                            [{"prompt_tokens": [1, 2 ** 40 + 1], "max_tokens": 2},
+                             {"prompt_tokens": [1, 2], "max_tokens": 2}])
+    assert f"prompt_tokens[1] = {2 ** 40 + 1} is outside the vocabulary" in lines[0]["error"]["message"], lines
+    assert len(lines[1]["samples"][0]["tokens"]) == 2
+    tokenizer = real_tokenizer_dirs["llama3"]
+    lines, proc = run_jsonl(openrl_bin, ["detokenize", "--model", str(tokenizer)],
+                            [{"ids": [-5]}, {"ids": [2 ** 32]}, {"ids": [9, 99999999]}, {"ids": [1.0]}, {"ids": [9]}])
+    assert proc.returncode == 1
+    assert [line.get("error", {}).get("message", "") for line in lines[:4]] == [
+        "stdin line 1: request: ids[0] = -5 is negative, not a token id",
+        f"stdin line 2: request: ids[0] = {2 ** 32} is past the largest 32-bit token id",
+        "stdin line 3: request: ids[1] = 99999999 is not a token of this tokenizer (128256 tokens)",
+        "stdin line 4: request: ids[0] = 1.0 is not an integer token id"], lines
+    assert lines[4] == {"text": "*"}

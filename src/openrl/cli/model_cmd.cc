@@ -44,8 +44,6 @@ int ModelInfo(const std::string& dir) {
   return 0;
 }
 
-std::vector<int32_t> ToIds(const Json& j) { return j.get<std::vector<int32_t>>(); }
-
 Result<engine::SamplingParams> ParseSampling(const Json& req, const LoadedModel& m) {
   engine::SamplingParams p;
   const std::string src = "request";
@@ -142,14 +140,8 @@ Result<Json> GenerateOne(const LoadedModel& m, const Json& req) {
 }
 
 Result<Json> LogprobsOne(const LoadedModel& m, const Json& req) {
-  if (!req.contains("tokens") || !req["tokens"].is_array())
-    return InvalidArgument("request: field 'tokens' must be a list of token ids");
-  std::vector<int32_t> tokens;
-  try {
-    tokens = ToIds(req["tokens"]);
-  } catch (const std::exception&) {
-    return InvalidArgument("request: field 'tokens' must hold integers");
-  }
+  OPENRL_ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
+                          TokenIdList(req, "tokens", m.model->config().vocab_size));
   if (tokens.empty()) return InvalidArgument("request: field 'tokens' is empty");
   Json lps = Json::array({nullptr});
   if (tokens.size() == 1) return Json{{"logprobs", lps}};

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "openrl/cli/command.h"
 #include "openrl/model/gguf_import.h"
 #include "openrl/model/peft_io.h"
 
@@ -54,16 +55,7 @@ Result<LoadedModel> LoadModelForCli(const ModelOptions& opts) {
 }
 
 Result<std::vector<int32_t>> PromptTokens(const LoadedModel& m, const Json& req) {
-  if (req.contains("prompt_tokens")) {
-    const Json& p = req["prompt_tokens"];
-    if (!p.is_array()) return InvalidArgument("request: field 'prompt_tokens' must be a list of token ids");
-    std::vector<int32_t> ids;
-    for (const Json& x : p) {
-      if (!x.is_number_integer()) return InvalidArgument("request: field 'prompt_tokens' must hold integers");
-      ids.push_back(x.get<int32_t>());
-    }
-    return ids;
-  }
+  if (req.contains("prompt_tokens")) return TokenIdList(req, "prompt_tokens", m.model->config().vocab_size);
   if (!m.tokenizer) return InvalidArgument("request: the model directory has no tokenizer.json; send 'prompt_tokens'");
   if (req.contains("messages")) {
     if (!m.chat_template) return InvalidArgument("request: the model directory has no chat template");

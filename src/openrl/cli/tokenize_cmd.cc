@@ -27,15 +27,14 @@ Result<Json> TokenizeOne(const Tokenizer& tok, const Json& req, bool default_spe
 }
 
 Result<Json> DetokenizeOne(const Tokenizer& tok, const Json& req) {
-  if (!req.contains("ids") || !req["ids"].is_array())
-    return InvalidArgument("request: field 'ids' must be an array of integers");
-  std::vector<int32_t> ids;
-  for (size_t i = 0; i < req["ids"].size(); ++i) {
-    const Json& v = req["ids"][i];
-    if (!v.is_number_integer() || v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX)
-      return InvalidArgument("request: ids[" + std::to_string(i) + "] must be a 32-bit integer");
-    ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
-  }
+  // Tokenizer::Decode skips ids it does not know, as the tokenizers library does; a request naming
+  // one is refused instead, so a wrong id is not mistaken for an empty piece of text.
+  OPENRL_ASSIGN_OR_RETURN(std::vector<int32_t> ids, TokenIdList(req, "ids", 0));
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (!tok.IdToToken(ids[i]))
+      return InvalidArgument("request: ids[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
+                             " is not a token of this tokenizer (" + std::to_string(tok.vocab_size()) +
+                             " tokens)");
   OPENRL_ASSIGN_OR_RETURN(bool skip, GetFieldOr<bool>(req, "skip_special_tokens", false, "request"));
   OPENRL_ASSIGN_OR_RETURN(bool incremental, GetFieldOr<bool>(req, "incremental", false, "request"));
   Json out = {{"text", tok.Decode(ids, skip)}};
