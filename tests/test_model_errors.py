@@ -332,3 +332,12 @@ def test_token_id_lists_are_checked_item_by_item(good, openrl_bin, real_tokenize
         "stdin line 3: request: ids[1] = 99999999 is not a token of this tokenizer (128256 tokens)",
         "stdin line 4: request: ids[0] = 1.0 is not an integer token id"], lines
     assert lines[4] == {"text": "*"}
+
+
+@pytest.mark.parametrize("tokens,why", [([1, 2.5, 3], "tokens[1] = 2.5 is not an integer token id"),
+                                        ([1, 2 ** 40 + 1], f"tokens[1] = {2 ** 40 + 1} is outside the vocabulary")])
+def test_train_dataset_token_ids_are_checked(good, tmp_path, openrl_bin, tokens, why):
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"tokens": [1, 2, 3]}) + "\n" + json.dumps({"tokens": tokens}) + "\n")
+    proc = _run(openrl_bin, "train", "--model", good / "llama", "--data", data, "--steps", 1, stdin="")
+    assert_clear_error(proc, f"{data}:2: {why}")

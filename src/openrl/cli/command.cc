@@ -65,15 +65,17 @@ int RunJsonLines(const std::function<Result<Json>(const Json& request)>& fn) {
   });
 }
 
-Result<std::vector<int32_t>> TokenIdList(const Json& req, const std::string& field, int64_t vocab_size) {
+Result<std::vector<int32_t>> TokenIdList(const Json& req, const std::string& field, int64_t vocab_size,
+                                         const std::string& what) {
+  const std::string prefix = what.empty() ? "" : what + ": ";
   if (!req.contains(field) || !req[field].is_array())
-    return InvalidArgument("request: field '" + field + "' must be a list of token ids");
+    return InvalidArgument(prefix + "field '" + field + "' must be a list of token ids");
   const Json& list = req[field];
   std::vector<int32_t> ids;
   ids.reserve(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     const Json& v = list[i];
-    std::string at = "request: " + field + "[" + std::to_string(i) +
+    std::string at = prefix + field + "[" + std::to_string(i) +
                      "] = " + v.dump(-1, ' ', false, Json::error_handler_t::replace).substr(0, 40);
     if (!v.is_number_integer()) return InvalidArgument(at + " is not an integer token id");
     if (!v.is_number_unsigned() && v.get<int64_t>() < 0)

@@ -37,8 +37,9 @@ int RunLines(const std::function<Result<Json>(const std::string& line, const std
 // The token ids in request field `field`: a list whose every item is an integer in
 // [0, vocab_size) (vocab_size 0: any id that fits an int32). INVALID_ARGUMENT naming the field,
 // the index and the value otherwise (a float, a bool or a number past int32 is never rounded or
-// cut into some other token).
-Result<std::vector<int32_t>> TokenIdList(const Json& req, const std::string& field, int64_t vocab_size);
+// cut into some other token). Messages start with "<what>: " (nothing when `what` is empty).
+Result<std::vector<int32_t>> TokenIdList(const Json& req, const std::string& field, int64_t vocab_size,
+                                         const std::string& what = "request");
 
 }  // namespace openrl::cli
 

@@ -45,8 +45,7 @@ Result<std::vector<std::vector<int32_t>>> ReadDataset(const std::string& path, c
     OPENRL_ASSIGN_OR_RETURN(Json j, ParseJson(line, where));
     std::vector<int32_t> ids;
     if (j.contains("tokens")) {
-      Json req = {{"prompt_tokens", j["tokens"]}};
-      auto r = PromptTokens(m, req);
+      auto r = TokenIdList(j, "tokens", m.model->config().vocab_size, "");
       if (!r.ok()) return r.status().WithContext(where);
       ids = std::move(r).value();
     } else if (j.contains("messages")) {
