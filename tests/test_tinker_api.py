@@ -1211,6 +1211,37 @@ def test_mutated_forward_backward_bodies_never_get_an_internal_error(svc, server
     assert tc.forward([datum(ids)], "cross_entropy").result().metrics["loss:sum"] == before
 
 
+def test_sampling_fields_of_the_wrong_type_are_refused_not_skipped(server, tokenizer):
+    """A sample request's fields of the wrong type were skipped: {"temperature": "0"} sampled at 1.0,
+    {"num_samples": 2.5} gave 2, {"prompt_logprobs": "true"} gave none. Each is a 400 naming the field;
+    null means the default; top-K alternatives are capped (a huge K over a long prompt is gigabytes)."""
+    key = {"X-API-Key": server.key}
+    sess = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw"}).json()["session_id"]
+    smp = _post(server, "/api/v1/create_sampling_session",
+                {"session_id": sess, "sampling_session_seq_id": 1, "base_model": SMOLLM2_NAME}).json()["sampling_session_id"]
+    ids = tokenizer("Types matter.", add_special_tokens=False).input_ids
+    good = {"sampling_session_id": smp, "num_samples": 1, "prompt": {"chunks": [{"type": "encoded_text", "tokens": ids}]},
+            "sampling_params": {"max_tokens": 2, "temperature": 0.0, "seed": 1}}
+    cases = [({"sampling_params": {**good["sampling_params"], "temperature": "0"}}, "sampling_params.temperature must be a number"),
+             ({"sampling_params": {**good["sampling_params"], "top_p": [1]}}, "sampling_params.top_p must be a number"),
+             ({"sampling_params": {**good["sampling_params"], "seed": 1.5}}, "sampling_params.seed must be an integer"),
+             ({"sampling_params": {**good["sampling_params"], "top_k": "5"}}, "sampling_params.top_k must be an integer"),
+             ({"num_samples": 2.5}, "field 'num_samples' must be an integer"),
+             ({"prompt_logprobs": "true"}, "field 'prompt_logprobs' must be true or false"),
+             ({"topk_prompt_logprobs": 3.0}, "field 'topk_prompt_logprobs' must be an integer"),
+             ({"topk_prompt_logprobs": 5000}, "field 'topk_prompt_logprobs' must be in 0..1024, got 5000"),
+             ({"topk_sample_logprobs": -1}, "field 'topk_sample_logprobs' must be in 0..1024, got -1")]
+    for change, why in cases:
+        r = httpx.post(server.url + "/api/v1/asample", json={**good, **change}, headers=key, timeout=60)
+        assert r.status_code == 400 and why in r.json()["detail"], (change, r.status_code, r.text[:300])
+    nulls = {**good, "num_samples": None, "prompt_logprobs": None, "topk_prompt_logprobs": None,
+             "sampling_params": {**good["sampling_params"], "top_p": None, "top_k": None}}
+    r = httpx.post(server.url + "/api/v1/asample", json=nulls, headers=key, timeout=60)
+    assert r.status_code == 200 and "request_id" in r.json(), r.text[:300]
+    res = _result(server, r.json()["request_id"])
+    assert res.headers["content-type"].startswith("application/x-protobuf"), res.text[:300]
+
+
 def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
     """Every route that takes a JSON body (26; `auth/token` answers 501 to any body, as it does not
     exchange keys for JWTs), each field of a valid body — and of its nested objects, and of the
@@ -1258,7 +1289,7 @@ def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
         "get_info": {"model_id": model_id},
         "optim_step": {"model_id": model_id, "seq_id": 0,
                        "adam_params": {"learning_rate": 1e-3, "beta1": 0.9, "weight_decay": 0.0, "grad_clip_norm": 1.0}},
-        "forward": {"model_id": model_id, "seq_id": 0, "forward_input": {
+        "forward_backward": {"model_id": model_id, "seq_id": 0, "forward_backward_input": {
             "loss_fn": "cross_entropy", "data": [{"model_input": prompt, "loss_fn_inputs": {
                 "target_tokens": {"data": ids, "dtype": "int64", "shape": [len(ids)]}}}]}},
         "save_weights_for_sampler": {"model_id": model_id, "path": "fuzz", "seq_id": 0},
@@ -1315,6 +1346,8 @@ def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
     for route, body in routes.items():
         method, _, path = route.rpartition(" ")
         url = server.url + "/api/v1/" + path
+        r = httpx.request(method or "POST", url, json=body, headers=key, timeout=60)  # the route exists
+        assert r.status_code < 500 and "no route for" not in r.text, (route, r.status_code, r.text[:300])
         cases = [json.dumps(b).encode() for b in variants(body)]
         cases += [b"[]", b'"x"', b"7", b"null", b"{", b"{\"a\":", b"\xff\xfe", b""]
         for content in cases:

@@ -10,6 +10,8 @@
 namespace openrl::api {
 namespace {
 
+constexpr int64_t kMaxTopLogprobs = 1024;  // alternatives per position in a sample answer
+
 // What can be checked before the work is queued: token ids, lengths, loss inputs (by running the
 // loss once on zeros, which checks every shape, dtype and value).
 Status CheckForwardBackward(const engine::ForwardBackwardWork& work, const engine::BaseModelInfo& base) {
@@ -50,12 +52,20 @@ Result<engine::SamplingParams> ParseSamplingParams(const Json& p, const engine::
     if (!p["max_tokens"].is_number_integer()) return InvalidArgument("sampling_params.max_tokens must be an integer");
     out.max_tokens = p["max_tokens"].get<int64_t>();
   }
-  if (p.contains("seed") && p["seed"].is_number_integer()) out.seed = p["seed"].get<uint64_t>();
-  if (p.contains("temperature") && p["temperature"].is_number()) out.temperature = p["temperature"].get<double>();
-  if (p.contains("top_p") && p["top_p"].is_number()) out.top_p = p["top_p"].get<double>();
-  if (p.contains("top_k") && p["top_k"].is_number_integer()) {
+  // A field of the wrong type is refused, not skipped: "temperature": "0" must not sample at 1.0.
+  auto given = [&](const char* f) { return p.contains(f) && !p[f].is_null(); };
+  for (const char* f : {"seed", "top_k"})
+    if (given(f) && !p[f].is_number_integer())
+      return InvalidArgument(std::string("sampling_params.") + f + " must be an integer");
+  for (const char* f : {"temperature", "top_p"})
+    if (given(f) && !p[f].is_number())
+      return InvalidArgument(std::string("sampling_params.") + f + " must be a number");
+  if (given("seed")) out.seed = p["seed"].get<uint64_t>();
+  if (given("temperature")) out.temperature = p["temperature"].get<double>();
+  if (given("top_p")) out.top_p = p["top_p"].get<double>();
+  if (given("top_k")) {
     int64_t k = p["top_k"].get<int64_t>();
-    out.top_k = k < 0 ? 0 : k;
+    out.top_k = k < 0 ? 0 : k;  // -1 (the SDK's default) and any negative: no top-k
   }
   const Json stop = p.contains("stop") ? p["stop"] : Json();
   if (stop.is_null()) {
@@ -285,10 +295,29 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
     work.sampling_session_id = session.id;
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.prompt, DecodeModelInput(body.value("prompt", Json()), "prompt"), req);
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.params, ParseSamplingParams(body.value("sampling_params", Json::object()), base), req);
-    work.num_samples = body.value("num_samples", int64_t{1});
+    // Wrong types are refused (a 2.5 is not read as 2, a "true" not as false); null is the default.
+    for (const char* f : {"num_samples", "topk_prompt_logprobs", "topk_sample_logprobs"})
+      if (body.contains(f) && !body[f].is_null() && !body[f].is_number_integer())
+        return Problem(InvalidArgument(std::string("field '") + f + "' must be an integer"), req);
+    if (body.contains("prompt_logprobs") && !body["prompt_logprobs"].is_null() &&
+        !body["prompt_logprobs"].is_boolean())
+      return Problem(InvalidArgument("field 'prompt_logprobs' must be true or false"), req);
+    auto integer = [&](const char* f, int64_t dflt) {
+      return body.contains(f) && !body[f].is_null() ? body[f].get<int64_t>() : dflt;
+    };
+    work.num_samples = integer("num_samples", 1);
     work.params.prompt_logprobs = body.value("prompt_logprobs", Json()).is_boolean() && body["prompt_logprobs"].get<bool>();
-    work.params.prompt_top_logprobs = body.value("topk_prompt_logprobs", int64_t{0});
-    work.params.top_logprobs = body.value("topk_sample_logprobs", int64_t{0});
+    work.params.prompt_top_logprobs = integer("topk_prompt_logprobs", 0);
+    work.params.top_logprobs = integer("topk_sample_logprobs", 0);
+    // Each alternative is a row of the answer: K past the vocabulary only repeats it, and a huge K
+    // over a long prompt would be gigabytes (the same cap as a (T, K) sparse loss input's K).
+    for (auto [f, k] :
+         {std::pair<const char*, int64_t>{"topk_prompt_logprobs", work.params.prompt_top_logprobs},
+          {"topk_sample_logprobs", work.params.top_logprobs}})
+      if (k < 0 || k > kMaxTopLogprobs)
+        return Problem(InvalidArgument(std::string("field '") + f + "' must be in 0.." +
+                                       std::to_string(kMaxTopLogprobs) + ", got " + std::to_string(k)),
+                       req);
     if (work.params.prompt_top_logprobs > 0) work.params.prompt_logprobs = true;
     if (work.num_samples < 1 || work.num_samples > 1024)
       return Problem(InvalidArgument("num_samples must be in 1..1024, got " + std::to_string(work.num_samples)), req);
