@@ -1242,6 +1242,46 @@ def test_sampling_fields_of_the_wrong_type_are_refused_not_skipped(server, token
     assert res.headers["content-type"].startswith("application/x-protobuf"), res.text[:300]
 
 
+def test_training_fields_of_the_wrong_type_are_refused_not_dropped(server, tokenizer):
+    """save_state's ttl_seconds "3600" was dropped (the checkpoint would never expire) and a path of 5
+    saved under a made-up name; lora_config rank 2.5 became 2; forward_only "true" ran a backward pass;
+    a dtype of 7 read float32. Each is now a 400 naming the field, and nothing was saved or trained."""
+    key = {"X-API-Key": server.key}
+    sess = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw"}).json()["session_id"]
+    for lc, why in [({"rank": 2.5}, "'lora_config.rank' must be an integer"),
+                    ({"rank": 2, "seed": "7"}, "'lora_config.seed' must be an integer")]:
+        r = httpx.post(server.url + "/api/v1/create_model", headers=key, json={
+            "session_id": sess, "model_seq_id": 3, "base_model": SMOLLM2_NAME, "lora_config": lc})
+        assert r.status_code == 400 and why in r.json()["detail"], r.text
+    created = _post(server, "/api/v1/create_model", {"session_id": sess, "model_seq_id": 0, "base_model": SMOLLM2_NAME,
+                                                     "lora_config": {"rank": 2, "seed": None}}).json()
+    model_id = created["model_id"]
+    _result(server, created["request_id"])
+    for change, why in [({"path": "t", "ttl_seconds": "3600"}, "'ttl_seconds' must be an integer number of seconds"),
+                        ({"path": "t", "ttl_seconds": 3600.5}, "'ttl_seconds' must be an integer number of seconds"),
+                        ({"path": 5}, "field 'path' must be a string"),
+                        ({"path": "t", "user_metadata": ["a"]}, "field 'user_metadata' must be an object")]:
+        r = httpx.post(server.url + "/api/v1/save_weights", headers=key, json={"model_id": model_id, **change})
+        assert r.status_code == 400 and why in r.json()["detail"], (change, r.text)
+    r = httpx.post(server.url + "/api/v1/save_weights_external", headers=key, json={"model_id": model_id, "path": 5})
+    assert r.status_code == 400 and "field 'path' must be a string" in r.json()["detail"], r.text
+    assert rest_client(server, server.key).list_checkpoints(model_id).result().checkpoints == []
+    ids = tokenizer("Forward only, please.", add_special_tokens=False).input_ids
+    datum_json = {"model_input": {"chunks": [{"type": "encoded_text", "tokens": ids[:-1]}]},
+                  "loss_fn_inputs": {"target_tokens": {"data": ids[1:], "dtype": "int64"}}}
+    for fb, why in [({"forward_only": "true"}, "forward_backward_input.forward_only must be true or false"),
+                    ({"data": [{**datum_json, "loss_fn_inputs": {"target_tokens": {"data": ids[1:], "dtype": 7}}}]},
+                     "dtype must be a string")]:
+        body = {"model_id": model_id, "forward_backward_input": {"loss_fn": "cross_entropy", "data": [datum_json], **fb}}
+        r = httpx.post(server.url + "/api/v1/forward_backward", headers=key, json=body)
+        assert r.status_code == 400 and why in r.json()["detail"], (fb, r.text)
+    # Nothing was accumulated: an optim_step now has no gradient to apply.
+    r = httpx.post(server.url + "/api/v1/optim_step", headers=key, json={"model_id": model_id,
+                                                                        "adam_params": {"learning_rate": 1e-3}})
+    res = _result(server, r.json()["request_id"]).json()
+    assert res.get("category") == "user" and "gradient" in res["error"], res
+
+
 def test_mistyped_json_fields_get_a_4xx(server, tokenizer):
     """Every route that takes a JSON body (26; `auth/token` answers 501 to any body, as it does not
     exchange keys for JWTs), each field of a valid body — and of its nested objects, and of the

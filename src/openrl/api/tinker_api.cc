@@ -327,6 +327,9 @@ void TinkerApi::Install(http::Router& r) {
     Json oc = body.value("optimizer_config", Json::object());
     if (oc.is_object() && oc.contains("type") && oc["type"] != "adamw")
       return Problem(InvalidArgument("optimizer_config.type '" + oc["type"].dump() + "' is not supported (adamw only)"), req);
+    for (const char* f : {"seed", "rank"})  // a float rank would have been cut to an integer
+      if (lc.is_object() && lc.contains(f) && !lc[f].is_null() && !lc[f].is_number_integer())
+        return Problem(InvalidArgument(std::string("field 'lora_config.") + f + "' must be an integer"), req);
     model::LoraConfig cfg = LoraFromRequest(lc, self->options.lora_alpha);
     uint64_t seed = lc.contains("seed") && lc["seed"].is_number_integer() ? lc["seed"].get<uint64_t>() : 0;
     // The SDK derives model ids as "<session>:train:<model_seq_id>"; a retried create finds its run.

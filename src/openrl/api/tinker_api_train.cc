@@ -171,12 +171,23 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       OPENRL_ASSIGN_OR_RETURN_RESPONSE(int64_t seq, SeqId(body), req);
       engine::SaveWork work;
       work.kind = sampler ? engine::CheckpointKind::kSampler : engine::CheckpointKind::kTraining;
-      work.name = body.contains("path") && body["path"].is_string() ? body["path"].get<std::string>() : "";
-      if (body.contains("ttl_seconds") && body["ttl_seconds"].is_number_integer())
-        work.ttl_seconds = body["ttl_seconds"].get<int64_t>();
-      if (body.contains("user_metadata") && body["user_metadata"].is_object()) work.user_metadata = body["user_metadata"];
+      // Null means "not given"; any other value of the wrong type is refused, never dropped (an
+      // ignored "ttl_seconds": "3600" would have kept the checkpoint forever).
+      auto given = [&](const char* f) { return body.contains(f) && !body[f].is_null(); };
       Status s = Status::Ok();
-      if (!work.name.empty() && !engine::ParseTinkerPath("tinker://" + run.id + "/weights/" + work.name).ok()) {
+      if (given("path") && !body["path"].is_string()) s = InvalidArgument("field 'path' must be a string");
+      if (given("ttl_seconds") && !body["ttl_seconds"].is_number_integer())
+        s = InvalidArgument("field 'ttl_seconds' must be an integer number of seconds, or null");
+      if (given("user_metadata") && !body["user_metadata"].is_object())
+        s = InvalidArgument("field 'user_metadata' must be an object");
+      if (s.ok()) {
+        if (given("path")) work.name = body["path"].get<std::string>();
+        if (given("ttl_seconds")) work.ttl_seconds = body["ttl_seconds"].get<int64_t>();
+        if (given("user_metadata")) work.user_metadata = body["user_metadata"];
+      }
+      if (!s.ok()) {
+      } else if (!work.name.empty() &&
+                 !engine::ParseTinkerPath("tinker://" + run.id + "/weights/" + work.name).ok()) {
         s = InvalidArgument("checkpoint name '" + work.name + "' must be 1-128 letters, digits, '-', '_' or '.'");
       } else if (!sampler && work.name.empty()) {
         work.name = NewId("state");

@@ -247,6 +247,8 @@ Result<at::Tensor> TensorFromJson(const Json& j, const std::string& where) {
   }
   if (!j.is_object() || !j.contains("data") || !j["data"].is_array())
     return InvalidArgument(where + " must be a TensorData object {data, dtype, shape}");
+  if (j.contains("dtype") && !j["dtype"].is_null() && !j["dtype"].is_string())
+    return InvalidArgument(where + ".dtype must be a string");
   std::string dtype = j.contains("dtype") && j["dtype"].is_string() ? j["dtype"].get<std::string>() : "float32";
   std::vector<double> v;
   for (const Json& x : j["data"]) {
@@ -323,6 +325,8 @@ Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call) {
     OPENRL_RETURN_IF_ERROR(CheckDatum(td, custom, where));
     data.push_back(std::move(td));
   }
+  if (in.contains("forward_only") && !in["forward_only"].is_null() && !in["forward_only"].is_boolean())
+    return InvalidArgument(std::string(key) + ".forward_only must be true or false");
   bool forward_only = in.contains("forward_only") && in["forward_only"].is_boolean() && in["forward_only"].get<bool>();
   return MakeWork(in["loss_fn"].get<std::string>(), numbers, texts, std::move(data), forward_only, call);
 }
