@@ -51,6 +51,8 @@ def test_service_surface(svc, server):
     caps = httpx.get(server.url + "/api/v1/get_server_capabilities", headers={"X-API-Key": server.key}).json()
     assert caps["supported_models"][0]["model_name"] == SMOLLM2_NAME
     assert caps["supported_models"][0]["max_context_length"] == 8192
+    # Every built-in loss forward_backward takes (gspo was served but not listed).
+    assert caps["supported_loss_fns"] == ["cross_entropy", "importance_sampling", "ppo", "cispo", "dro", "gspo"]
     tc = svc.create_lora_training_client(base_model=SMOLLM2_NAME, rank=8, train_unembed=False).result()
     info = tc.get_info()
     assert info.model_data.model_name == SMOLLM2_NAME and info.lora_rank == 8 and info.is_lora

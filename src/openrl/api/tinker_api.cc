@@ -290,7 +290,7 @@ void TinkerApi::Install(http::Router& r) {
       models.push_back({{"model_name", m.name}, {"max_context_length", m.max_context}, {"trainable", true},
                         {"sampleable", true}});
     return JsonOk({{"supported_models", models},
-                   {"supported_loss_fns", {"cross_entropy", "importance_sampling", "ppo", "cispo", "dro"}}});
+                   {"supported_loss_fns", {"cross_entropy", "importance_sampling", "ppo", "cispo", "dro", "gspo"}}});
   }));
   r.Post("/api/v1/create_session", im.Authed([self](const http::Request& req, const ApiKey& key) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
