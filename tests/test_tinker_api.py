@@ -1224,13 +1224,13 @@ def test_sampling_fields_of_the_wrong_type_are_refused_not_skipped(server, token
     ids = tokenizer("Types matter.", add_special_tokens=False).input_ids
     good = {"sampling_session_id": smp, "num_samples": 1, "prompt": {"chunks": [{"type": "encoded_text", "tokens": ids}]},
             "sampling_params": {"max_tokens": 2, "temperature": 0.0, "seed": 1}}
-    cases = [({"sampling_params": {**good["sampling_params"], "temperature": "0"}}, "sampling_params.temperature must be a number"),
-             ({"sampling_params": {**good["sampling_params"], "top_p": [1]}}, "sampling_params.top_p must be a number"),
-             ({"sampling_params": {**good["sampling_params"], "seed": 1.5}}, "sampling_params.seed must be an integer"),
-             ({"sampling_params": {**good["sampling_params"], "top_k": "5"}}, "sampling_params.top_k must be an integer"),
-             ({"num_samples": 2.5}, "field 'num_samples' must be an integer"),
-             ({"prompt_logprobs": "true"}, "field 'prompt_logprobs' must be true or false"),
-             ({"topk_prompt_logprobs": 3.0}, "field 'topk_prompt_logprobs' must be an integer"),
+    cases = [({"sampling_params": {**good["sampling_params"], "temperature": "0"}}, "sampling_params: field 'temperature' must be number, got string"),
+             ({"sampling_params": {**good["sampling_params"], "top_p": [1]}}, "sampling_params: field 'top_p' must be number, got array"),
+             ({"sampling_params": {**good["sampling_params"], "seed": 1.5}}, "sampling_params: field 'seed' must be integer, got number"),
+             ({"sampling_params": {**good["sampling_params"], "top_k": "5"}}, "sampling_params: field 'top_k' must be integer, got string"),
+             ({"num_samples": 2.5}, "request: field 'num_samples' must be integer, got number"),
+             ({"prompt_logprobs": "true"}, "request: field 'prompt_logprobs' must be boolean, got string"),
+             ({"topk_prompt_logprobs": 3.0}, "request: field 'topk_prompt_logprobs' must be integer, got number"),
              ({"topk_prompt_logprobs": 5000}, "field 'topk_prompt_logprobs' must be in 0..1024, got 5000"),
              ({"topk_sample_logprobs": -1}, "field 'topk_sample_logprobs' must be in 0..1024, got -1")]
     for change, why in cases:
@@ -1250,8 +1250,8 @@ def test_training_fields_of_the_wrong_type_are_refused_not_dropped(server, token
     a dtype of 7 read float32. Each is now a 400 naming the field, and nothing was saved or trained."""
     key = {"X-API-Key": server.key}
     sess = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw"}).json()["session_id"]
-    for lc, why in [({"rank": 2.5}, "'lora_config.rank' must be an integer"),
-                    ({"rank": 2, "seed": "7"}, "'lora_config.seed' must be an integer")]:
+    for lc, why in [({"rank": 2.5}, "lora_config: field 'rank' must be integer, got number"),
+                    ({"rank": 2, "seed": "7"}, "lora_config: field 'seed' must be integer, got string")]:
         r = httpx.post(server.url + "/api/v1/create_model", headers=key, json={
             "session_id": sess, "model_seq_id": 3, "base_model": SMOLLM2_NAME, "lora_config": lc})
         assert r.status_code == 400 and why in r.json()["detail"], r.text
@@ -1259,21 +1259,21 @@ def test_training_fields_of_the_wrong_type_are_refused_not_dropped(server, token
                                                      "lora_config": {"rank": 2, "seed": None}}).json()
     model_id = created["model_id"]
     _result(server, created["request_id"])
-    for change, why in [({"path": "t", "ttl_seconds": "3600"}, "'ttl_seconds' must be an integer number of seconds"),
-                        ({"path": "t", "ttl_seconds": 3600.5}, "'ttl_seconds' must be an integer number of seconds"),
-                        ({"path": 5}, "field 'path' must be a string"),
-                        ({"path": "t", "user_metadata": ["a"]}, "field 'user_metadata' must be an object")]:
+    for change, why in [({"path": "t", "ttl_seconds": "3600"}, "request: field 'ttl_seconds' must be integer, got string"),
+                        ({"path": "t", "ttl_seconds": 3600.5}, "request: field 'ttl_seconds' must be integer, got number"),
+                        ({"path": 5}, "request: field 'path' must be string, got integer"),
+                        ({"path": "t", "user_metadata": ["a"]}, "request: field 'user_metadata' must be an object")]:
         r = httpx.post(server.url + "/api/v1/save_weights", headers=key, json={"model_id": model_id, **change})
         assert r.status_code == 400 and why in r.json()["detail"], (change, r.text)
     r = httpx.post(server.url + "/api/v1/save_weights_external", headers=key, json={"model_id": model_id, "path": 5})
-    assert r.status_code == 400 and "field 'path' must be a string" in r.json()["detail"], r.text
+    assert r.status_code == 400 and "request: field 'path' must be string, got integer" in r.json()["detail"], r.text
     assert rest_client(server, server.key).list_checkpoints(model_id).result().checkpoints == []
     ids = tokenizer("Forward only, please.", add_special_tokens=False).input_ids
     datum_json = {"model_input": {"chunks": [{"type": "encoded_text", "tokens": ids[:-1]}]},
                   "loss_fn_inputs": {"target_tokens": {"data": ids[1:], "dtype": "int64"}}}
-    for fb, why in [({"forward_only": "true"}, "forward_backward_input.forward_only must be true or false"),
+    for fb, why in [({"forward_only": "true"}, "forward_backward_input: field 'forward_only' must be boolean, got string"),
                     ({"data": [{**datum_json, "loss_fn_inputs": {"target_tokens": {"data": ids[1:], "dtype": 7}}}]},
-                     "dtype must be a string")]:
+                     "target_tokens: field 'dtype' must be string, got integer")]:
         body = {"model_id": model_id, "forward_backward_input": {"loss_fn": "cross_entropy", "data": [datum_json], **fb}}
         r = httpx.post(server.url + "/api/v1/forward_backward", headers=key, json=body)
         assert r.status_code == 400 and why in r.json()["detail"], (fb, r.text)

@@ -244,17 +244,23 @@ Result<int64_t> QueryInt(const http::Request& req, const char* name, int64_t fal
   return static_cast<int64_t>(n);
 }
 
-model::LoraConfig LoraFromRequest(const Json& lc, float alpha) {
+// A float rank is refused, not cut to an integer.
+Result<model::LoraConfig> LoraFromRequest(const Json& lc, float alpha) {
+  constexpr std::string_view kSrc = "lora_config";
   model::LoraConfig cfg;
-  cfg.rank = lc.value("rank", int64_t{32});
+  OPENRL_ASSIGN_OR_RETURN(int64_t rank, GetFieldOr<int64_t>(lc, "rank", 32, kSrc));
+  OPENRL_ASSIGN_OR_RETURN(bool attn, GetFieldOr<bool>(lc, "train_attn", true, kSrc));
+  OPENRL_ASSIGN_OR_RETURN(bool mlp, GetFieldOr<bool>(lc, "train_mlp", true, kSrc));
+  OPENRL_ASSIGN_OR_RETURN(bool unembed, GetFieldOr<bool>(lc, "train_unembed", true, kSrc));
+  cfg.rank = rank;
   cfg.alpha = alpha;
   cfg.targets.clear();
-  if (lc.value("train_attn", true))
+  if (attn)
     for (auto k : {model::LinearKind::kQ, model::LinearKind::kK, model::LinearKind::kV, model::LinearKind::kO})
       cfg.targets.insert(k);
-  if (lc.value("train_mlp", true))
+  if (mlp)
     for (auto k : {model::LinearKind::kGate, model::LinearKind::kUp, model::LinearKind::kDown}) cfg.targets.insert(k);
-  if (lc.value("train_unembed", true)) cfg.targets.insert(model::LinearKind::kLmHead);
+  if (unembed) cfg.targets.insert(model::LinearKind::kLmHead);
   return cfg;
 }
 
@@ -327,11 +333,9 @@ void TinkerApi::Install(http::Router& r) {
     Json oc = body.value("optimizer_config", Json::object());
     if (oc.is_object() && oc.contains("type") && oc["type"] != "adamw")
       return Problem(InvalidArgument("optimizer_config.type '" + oc["type"].dump() + "' is not supported (adamw only)"), req);
-    for (const char* f : {"seed", "rank"})  // a float rank would have been cut to an integer
-      if (lc.is_object() && lc.contains(f) && !lc[f].is_null() && !lc[f].is_number_integer())
-        return Problem(InvalidArgument(std::string("field 'lora_config.") + f + "' must be an integer"), req);
-    model::LoraConfig cfg = LoraFromRequest(lc, self->options.lora_alpha);
-    uint64_t seed = lc.contains("seed") && lc["seed"].is_number_integer() ? lc["seed"].get<uint64_t>() : 0;
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(model::LoraConfig cfg, LoraFromRequest(lc, self->options.lora_alpha),
+                                     req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(uint64_t seed, GetFieldOr<uint64_t>(lc, "seed", 0, "lora_config"), req);
     // The SDK derives model ids as "<session>:train:<model_seq_id>"; a retried create finds its run.
     std::string run_id = ModelIdFor(session, body.value("model_seq_id", int64_t{0}));
     auto run = self->scheduler.CreateRun(run_id, key.id, session, base, cfg,

@@ -170,9 +170,7 @@ void TinkerApi::Impl::InstallExport(http::Router& r, const std::shared_ptr<Impl>
     engine::SaveWork work;
     work.kind = engine::CheckpointKind::kExternal;
     Status s = Status::Ok();
-    if (body.contains("path") && !body["path"].is_null() && !body["path"].is_string())
-      return Problem(InvalidArgument("field 'path' must be a string"), req);
-    work.name = body.contains("path") && body["path"].is_string() ? body["path"].get<std::string>() : "";
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.name, GetFieldOr<std::string>(body, "path", "", "request"), req);
     std::string path = "tinker://" + run.id + "/external_weights/" + work.name;
     auto ttl = TtlField(body);
     auto recipients = RecipientsField(body);

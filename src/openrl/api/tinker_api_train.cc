@@ -48,24 +48,15 @@ int64_t Tokens(const engine::ForwardBackwardWork& work) {
 Result<engine::SamplingParams> ParseSamplingParams(const Json& p, const engine::BaseModelInfo& base) {
   engine::SamplingParams out;
   if (!p.is_object()) return InvalidArgument("field 'sampling_params' must be an object");
-  if (p.contains("max_tokens") && !p["max_tokens"].is_null()) {
-    if (!p["max_tokens"].is_number_integer()) return InvalidArgument("sampling_params.max_tokens must be an integer");
-    out.max_tokens = p["max_tokens"].get<int64_t>();
-  }
   // A field of the wrong type is refused, not skipped: "temperature": "0" must not sample at 1.0.
-  auto given = [&](const char* f) { return p.contains(f) && !p[f].is_null(); };
-  for (const char* f : {"seed", "top_k"})
-    if (given(f) && !p[f].is_number_integer())
-      return InvalidArgument(std::string("sampling_params.") + f + " must be an integer");
-  for (const char* f : {"temperature", "top_p"})
-    if (given(f) && !p[f].is_number())
-      return InvalidArgument(std::string("sampling_params.") + f + " must be a number");
-  if (given("seed")) out.seed = p["seed"].get<uint64_t>();
-  if (given("temperature")) out.temperature = p["temperature"].get<double>();
-  if (given("top_p")) out.top_p = p["top_p"].get<double>();
-  if (given("top_k")) {
-    int64_t k = p["top_k"].get<int64_t>();
-    out.top_k = k < 0 ? 0 : k;  // -1 (the SDK's default) and any negative: no top-k
+  constexpr std::string_view kSrc = "sampling_params";
+  OPENRL_ASSIGN_OR_RETURN(out.max_tokens, GetFieldOr<int64_t>(p, "max_tokens", out.max_tokens, kSrc));
+  OPENRL_ASSIGN_OR_RETURN(out.temperature, GetFieldOr<double>(p, "temperature", out.temperature, kSrc));
+  OPENRL_ASSIGN_OR_RETURN(out.top_p, GetFieldOr<double>(p, "top_p", out.top_p, kSrc));
+  OPENRL_ASSIGN_OR_RETURN(int64_t top_k, GetFieldOr<int64_t>(p, "top_k", -1, kSrc));
+  out.top_k = top_k < 0 ? 0 : top_k;  // -1 (the SDK's default) and any negative: no top-k
+  if (p.contains("seed") && !p["seed"].is_null()) {
+    OPENRL_ASSIGN_OR_RETURN(out.seed, GetField<uint64_t>(p, "seed", kSrc));
   }
   const Json stop = p.contains("stop") ? p["stop"] : Json();
   if (stop.is_null()) {
@@ -173,17 +164,19 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       work.kind = sampler ? engine::CheckpointKind::kSampler : engine::CheckpointKind::kTraining;
       // Null means "not given"; any other value of the wrong type is refused, never dropped (an
       // ignored "ttl_seconds": "3600" would have kept the checkpoint forever).
-      auto given = [&](const char* f) { return body.contains(f) && !body[f].is_null(); };
       Status s = Status::Ok();
-      if (given("path") && !body["path"].is_string()) s = InvalidArgument("field 'path' must be a string");
-      if (given("ttl_seconds") && !body["ttl_seconds"].is_number_integer())
-        s = InvalidArgument("field 'ttl_seconds' must be an integer number of seconds, or null");
-      if (given("user_metadata") && !body["user_metadata"].is_object())
-        s = InvalidArgument("field 'user_metadata' must be an object");
+      Result<std::string> name = GetFieldOr<std::string>(body, "path", "", "request");
+      Result<int64_t> ttl = GetFieldOr<int64_t>(body, "ttl_seconds", 0, "request");
+      if (!name.ok()) s = name.status();
+      if (!ttl.ok()) s = ttl.status();
+      if (body.contains("user_metadata") && !body["user_metadata"].is_null() &&
+          !body["user_metadata"].is_object())
+        s = InvalidArgument("request: field 'user_metadata' must be an object");
       if (s.ok()) {
-        if (given("path")) work.name = body["path"].get<std::string>();
-        if (given("ttl_seconds")) work.ttl_seconds = body["ttl_seconds"].get<int64_t>();
-        if (given("user_metadata")) work.user_metadata = body["user_metadata"];
+        work.name = *name;
+        if (*ttl != 0) work.ttl_seconds = *ttl;
+        if (body.contains("user_metadata") && body["user_metadata"].is_object())
+          work.user_metadata = body["user_metadata"];
       }
       if (!s.ok()) {
       } else if (!work.name.empty() &&
@@ -307,19 +300,14 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.prompt, DecodeModelInput(body.value("prompt", Json()), "prompt"), req);
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.params, ParseSamplingParams(body.value("sampling_params", Json::object()), base), req);
     // Wrong types are refused (a 2.5 is not read as 2, a "true" not as false); null is the default.
-    for (const char* f : {"num_samples", "topk_prompt_logprobs", "topk_sample_logprobs"})
-      if (body.contains(f) && !body[f].is_null() && !body[f].is_number_integer())
-        return Problem(InvalidArgument(std::string("field '") + f + "' must be an integer"), req);
-    if (body.contains("prompt_logprobs") && !body["prompt_logprobs"].is_null() &&
-        !body["prompt_logprobs"].is_boolean())
-      return Problem(InvalidArgument("field 'prompt_logprobs' must be true or false"), req);
-    auto integer = [&](const char* f, int64_t dflt) {
-      return body.contains(f) && !body[f].is_null() ? body[f].get<int64_t>() : dflt;
-    };
-    work.num_samples = integer("num_samples", 1);
-    work.params.prompt_logprobs = body.value("prompt_logprobs", Json()).is_boolean() && body["prompt_logprobs"].get<bool>();
-    work.params.prompt_top_logprobs = integer("topk_prompt_logprobs", 0);
-    work.params.top_logprobs = integer("topk_sample_logprobs", 0);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.num_samples, GetFieldOr<int64_t>(body, "num_samples", 1, "request"),
+                                     req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.params.prompt_logprobs,
+                                     GetFieldOr<bool>(body, "prompt_logprobs", false, "request"), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.params.prompt_top_logprobs,
+                                     GetFieldOr<int64_t>(body, "topk_prompt_logprobs", 0, "request"), req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(work.params.top_logprobs,
+                                     GetFieldOr<int64_t>(body, "topk_sample_logprobs", 0, "request"), req);
     // Each alternative is a row of the answer: K past the vocabulary only repeats it, and a huge K
     // over a long prompt would be gigabytes (the same cap as a (T, K) sparse loss input's K).
     for (auto [f, k] :

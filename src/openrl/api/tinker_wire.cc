@@ -247,9 +247,7 @@ Result<at::Tensor> TensorFromJson(const Json& j, const std::string& where) {
   }
   if (!j.is_object() || !j.contains("data") || !j["data"].is_array())
     return InvalidArgument(where + " must be a TensorData object {data, dtype, shape}");
-  if (j.contains("dtype") && !j["dtype"].is_null() && !j["dtype"].is_string())
-    return InvalidArgument(where + ".dtype must be a string");
-  std::string dtype = j.contains("dtype") && j["dtype"].is_string() ? j["dtype"].get<std::string>() : "float32";
+  OPENRL_ASSIGN_OR_RETURN(std::string dtype, GetFieldOr<std::string>(j, "dtype", "float32", where));
   std::vector<double> v;
   for (const Json& x : j["data"]) {
     if (!x.is_number()) return InvalidArgument(where + ".data must hold numbers");
@@ -325,9 +323,7 @@ Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call) {
     OPENRL_RETURN_IF_ERROR(CheckDatum(td, custom, where));
     data.push_back(std::move(td));
   }
-  if (in.contains("forward_only") && !in["forward_only"].is_null() && !in["forward_only"].is_boolean())
-    return InvalidArgument(std::string(key) + ".forward_only must be true or false");
-  bool forward_only = in.contains("forward_only") && in["forward_only"].is_boolean() && in["forward_only"].get<bool>();
+  OPENRL_ASSIGN_OR_RETURN(bool forward_only, GetFieldOr<bool>(in, "forward_only", false, key));
   return MakeWork(in["loss_fn"].get<std::string>(), numbers, texts, std::move(data), forward_only, call);
 }
 
