@@ -1247,9 +1247,14 @@ def test_sampling_fields_of_the_wrong_type_are_refused_not_skipped(server, token
 def test_training_fields_of_the_wrong_type_are_refused_not_dropped(server, tokenizer):
     """save_state's ttl_seconds "3600" was dropped (the checkpoint would never expire) and a path of 5
     saved under a made-up name; lora_config rank 2.5 became 2; forward_only "true" ran a backward pass;
-    a dtype of 7 read float32. Each is now a 400 naming the field, and nothing was saved or trained."""
+    a dtype of 7 read float32; a session's project_id of 5 was none. Each is now a 400 naming the field,
+    and nothing was saved or trained."""
     key = {"X-API-Key": server.key}
-    sess = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw"}).json()["session_id"]
+    for field in ("project_id", "display_name"):  # were read as none
+        r = httpx.post(server.url + "/api/v1/create_session", headers=key,
+                       json={"tags": [], "sdk_version": "raw", field: 5})
+        assert r.status_code == 400 and f"request: field '{field}' must be string, got integer" in r.json()["detail"], r.text
+    sess = _post(server, "/api/v1/create_session", {"tags": [], "sdk_version": "raw", "project_id": None}).json()["session_id"]
     for lc, why in [({"rank": 2.5}, "lora_config: field 'rank' must be integer, got number"),
                     ({"rank": 2, "seed": "7"}, "lora_config: field 'seed' must be integer, got string")]:
         r = httpx.post(server.url + "/api/v1/create_model", headers=key, json={

@@ -302,9 +302,14 @@ void TinkerApi::Install(http::Router& r) {
     OPENRL_ASSIGN_OR_RETURN_RESPONSE(Json body, req.JsonBody(), req);
     std::string id = NewId("ses");
     std::string now = FormatIso8601Utc(SystemClock().Now());
-    auto text_or_null = [&](const char* field) {
-      return body.value(field, Json()).is_string() ? store::Value(body[field].get<std::string>()) : store::Value();
-    };
+    // Optional texts: null or absent is none; another type is refused, not read as none.
+    std::map<std::string, store::Value> texts;
+    for (const char* field : {"project_id", "display_name"}) {
+      OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::string v, GetFieldOr<std::string>(body, field, "", "request"),
+                                       req);
+      texts[field] = body.contains(field) && body[field].is_string() ? store::Value(v) : store::Value();
+    }
+    auto text_or_null = [&](const char* field) { return texts[field]; };
     Status s = self->db.Transaction([&](Tx& tx) -> Status {
       return tx
           .Exec("INSERT INTO api_sessions (id, key_id, tags, user_metadata, sdk_version, created_at, last_heartbeat_at, "

@@ -164,21 +164,19 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
       work.kind = sampler ? engine::CheckpointKind::kSampler : engine::CheckpointKind::kTraining;
       // Null means "not given"; any other value of the wrong type is refused, never dropped (an
       // ignored "ttl_seconds": "3600" would have kept the checkpoint forever).
-      Status s = Status::Ok();
       Result<std::string> name = GetFieldOr<std::string>(body, "path", "", "request");
       Result<int64_t> ttl = GetFieldOr<int64_t>(body, "ttl_seconds", 0, "request");
-      if (!name.ok()) s = name.status();
-      if (!ttl.ok()) s = ttl.status();
-      if (body.contains("user_metadata") && !body["user_metadata"].is_null() &&
-          !body["user_metadata"].is_object())
+      Result<Json> metadata = GetFieldOr<Json>(body, "user_metadata", Json::object(), "request");
+      Status s = !name.ok() ? name.status() : !ttl.ok() ? ttl.status() : metadata.status();
+      if (s.ok() && !metadata->is_object())
         s = InvalidArgument("request: field 'user_metadata' must be an object");
       if (s.ok()) {
         work.name = *name;
         if (*ttl != 0) work.ttl_seconds = *ttl;
-        if (body.contains("user_metadata") && body["user_metadata"].is_object())
-          work.user_metadata = body["user_metadata"];
+        work.user_metadata = *metadata;
       }
       if (!s.ok()) {
+        // refused below, before anything is queued
       } else if (!work.name.empty() &&
                  !engine::ParseTinkerPath("tinker://" + run.id + "/weights/" + work.name).ok()) {
         s = InvalidArgument("checkpoint name '" + work.name + "' must be 1-128 letters, digits, '-', '_' or '.'");
