@@ -260,18 +260,6 @@ Status WriteAll(fs::FileOps& ops, int fd, std::string_view data, const std::stri
   return Status::Ok();
 }
 
-// Makes the rename durable, as fs::WriteFileAtomic does.
-Status FsyncParentDir(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open directory", dir, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : ErrnoStatus("fsync directory", dir, err);
-}
-
 // Encrypts the open plaintext `in` into a new temporary file and renames it to `out_path`.
 Status EncryptToTemp(int in, const std::string& plaintext_path, const std::string& out_path,
                      const std::vector<AgeRecipient>& recipients, fs::FileOps& ops) {
@@ -290,7 +278,9 @@ Status EncryptToTemp(int in, const std::string& plaintext_path, const std::strin
     ::unlink(tmp.c_str());
     return st;
   }
-  return FsyncParentDir(out_path);
+  // The rename is durable once the directory is synced, as fs::WriteFileAtomic does it.
+  std::string dir = std::filesystem::path(out_path).parent_path().string();
+  return fs::SyncDirectory(dir.empty() ? "." : dir);
 }
 
 }  // namespace
