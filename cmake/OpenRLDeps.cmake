@@ -42,4 +42,19 @@ if(OPENRL_WITH_TORCH)
   target_compile_definitions(openrl_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=${TORCH_CXX11_ABI})
   target_link_libraries(openrl_torch INTERFACE ${_torch_libs})
   target_link_options(openrl_torch INTERFACE "-Wl,-rpath,${TORCH_DIR}/lib" "-Wl,--no-as-needed")
+  # ATen's at::parallel_for is a header template: with an OpenMP libtorch it splits the work
+  # over threads only where the caller is compiled with OpenMP (_OPENMP), and otherwise runs the
+  # whole range on the calling thread. Our own kernels (model/packed_linear, model/decode_kernels)
+  # use it, so everything built on libtorch compiles with OpenMP. At run time libgomp.so.1 resolves
+  # to the wheel's copy (the rpath above), the one runtime libtorch itself uses.
+  file(STRINGS "${TORCH_DIR}/include/ATen/Config.h" _torch_openmp REGEX "define AT_PARALLEL_OPENMP 1")
+  if(_torch_openmp)
+    target_compile_options(openrl_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp>)
+    if(EXISTS "${TORCH_DIR}/lib/libgomp.so.1")
+      target_link_libraries(openrl_torch INTERFACE "${TORCH_DIR}/lib/libgomp.so.1")
+    else()
+      find_package(OpenMP REQUIRED COMPONENTS CXX)
+      target_link_libraries(openrl_torch INTERFACE OpenMP::OpenMP_CXX)
+    endif()
+  endif()
 endif()

@@ -2,10 +2,30 @@
 // only a partial block, row counts below, at and above one kernel call's rows, leading dims.
 #include "openrl/model/packed_linear.h"
 
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
+
+#include <mutex>
+#include <set>
 
 namespace openrl::model {
 namespace {
+
+// PackedLinear and the decode kernels split their work with at::parallel_for, a header template
+// that runs everything on the calling thread unless the caller was compiled with OpenMP (as the
+// libtorch wheel is). That silently halved their speed on 2 cores once; this build must split.
+TEST(PackedLinear, AtenParallelForUsesSeveralThreadsInThisBuild) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  std::mutex mu;
+  std::set<int> threads;
+  at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mu);
+    threads.insert(at::get_thread_num());
+  });
+  at::set_num_threads(before);
+  EXPECT_EQ(threads.size(), 2u) << "at::parallel_for ran on one thread: build without OpenMP?";
+}
 
 TEST(PackedLinear, MatchesReferenceGemm) {
   if (!PackedLinear::Available()) GTEST_SKIP() << "no libxsmm kernels in this build or on this CPU";
