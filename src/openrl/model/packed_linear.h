@@ -1,11 +1,11 @@
 // PackedLinear: y = x·Wᵀ for the few rows of a decode step on CPU in fp32, through JIT-compiled
 // small-matrix kernels (libxsmm) over a blocked copy of W.
 //
-// Why: at 1–32 rows a CPU GEMM is limited by how it streams the weight, not by arithmetic, and
-// MKL's general kernels stream it poorly there (measured on a 2-core AMD EPYC, 2 threads, weights
-// out of cache: 5–61 GFLOP/s at M = 1–16 against 9–94 for these kernels, e.g. a 16×576·576×1536
-// projection in 302 µs against 644). From about 64 rows on MKL is as fast or faster; the
-// transformer uses it for decode steps only (see Transformer::Projection).
+// Why: at few rows MKL's general kernels stream the weight poorly. On a 2-core AMD EPYC, 2
+// threads, 24 distinct 1536×576 weights (out of cache), at::mm ran at 6/56/73/104/121 GFLOP/s at
+// 1/16/32/64/128 rows and these kernels at 18/160/196/202/212 (bench/RESULTS.md, 2026-12-07;
+// an earlier timing that put the crossover near 64 rows ran these kernels on one thread). The
+// transformer uses it for decode steps of up to kMaxRows rows only (see Transformer::Projection).
 //
 // The copy holds W as blocks of kBlock output columns, each (in, kBlock) contiguous, so one kernel
 // call reads one block front to back; blocks are spread over the intra-op threads. Built only when
