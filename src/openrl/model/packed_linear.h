@@ -5,7 +5,7 @@
 // threads, 24 distinct 1536×576 weights (out of cache), at::mm ran at 6/56/73/104/121 GFLOP/s at
 // 1/16/32/64/128 rows and these kernels at 18/160/196/202/212 (bench/RESULTS.md, 2026-12-07;
 // an earlier timing that put the crossover near 64 rows ran these kernels on one thread). The
-// transformer uses it for decode steps of up to kMaxRows rows only (see Transformer::Projection).
+// transformer uses it for decode steps of up to 128 rows only (see Transformer::Projection).
 //
 // The copy holds W as blocks of kBlock output columns, each (in, kBlock) contiguous, so one kernel
 // call reads one block front to back; blocks are spread over the intra-op threads. Built only when
@@ -22,7 +22,7 @@ namespace openrl::model {
 class PackedLinear {
  public:
   static constexpr int64_t kBlock = 32;    // output columns per kernel call
-  static constexpr int64_t kMaxRows = 32;  // the row count up to which callers should use it
+  static constexpr int64_t kMaxRows = 32;  // rows per kernel call (Apply takes more in turns)
 
   // Whether this build and CPU can use it (decided once per process).
   static bool Available();

@@ -42,11 +42,14 @@ at::Tensor Project(const at::Tensor& x, const at::Tensor& w) {
   return at::mm(x.reshape({-1, x.size(-1)}), w).view(sizes);
 }
 
-// A decode step's input: (B, 1, in) with few rows, what PackedLinear is for. Only such calls use the
-// packed copies, so a forward without grad (Tinker's `forward`, `compute_logprobs`) multiplies
-// exactly as the same forward under autograd does and gives the same values.
+// A decode step's input: (B, 1, in) with up to kPackedDecodeRows rows, what PackedLinear is for.
+// Only such calls use the packed copies, so a forward without grad (Tinker's `forward`,
+// `compute_logprobs`) multiplies exactly as the same forward under autograd does and gives the same
+// values. On 2 cores the kernels ran at 1.75-3.5x MKL from 16 to 128 rows (bench/RESULTS.md,
+// 2026-12-07), so a decode batch of an RL group (e.g. 16 prompts x 4 samples) uses them too.
+constexpr int64_t kPackedDecodeRows = 128;
 bool DecodeStep(const at::Tensor& x) {
-  return x.dim() == 3 && x.size(1) == 1 && x.size(0) <= PackedLinear::kMaxRows;
+  return x.dim() == 3 && x.size(1) == 1 && x.size(0) <= kPackedDecodeRows;
 }
 
 at::Tensor RotateHalf(const at::Tensor& x) {

@@ -152,7 +152,7 @@ class Transformer {
   //    training over a frozen base, where one matmul replaces three) and for calls without grad
   //    of more than one position;
   //  - packed: fp32 on CPU without grad, for decode steps ((B, 1, in), B up to
-  //    PackedLinear::kMaxRows): PackedLinear's small-GEMM kernels over a blocked copy.
+  //    128, kPackedDecodeRows in transformer.cc): PackedLinear's small-GEMM kernels over a blocked copy.
   struct Projection {
     at::Tensor t;
     std::shared_ptr<const PackedLinear> packed;
