@@ -45,7 +45,7 @@ at::Tensor Project(const at::Tensor& x, const at::Tensor& w) {
 // A decode step's input: (B, 1, in) with up to kPackedDecodeRows rows, what PackedLinear is for.
 // Only such calls use the packed copies, so a forward without grad (Tinker's `forward`,
 // `compute_logprobs`) multiplies exactly as the same forward under autograd does and gives the same
-// values. On 2 cores the kernels ran at 1.75-3.5x MKL from 16 to 128 rows (bench/RESULTS.md,
+// values. On 2 cores the kernels ran at 1.75-2.9x MKL from 16 to 128 rows (bench/RESULTS.md,
 // 2026-12-07), so a decode batch of an RL group (e.g. 16 prompts x 4 samples) uses them too.
 constexpr int64_t kPackedDecodeRows = 128;
 bool DecodeStep(const at::Tensor& x) {
