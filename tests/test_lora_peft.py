@@ -243,6 +243,46 @@ def test_lora_gradients_match_peft_autograd(setup, micro):
         assert _rel(grads[name], g) <= 1e-4, f"{setup.family} {name} (micro-batch {micro})"
 
 
+def test_token_weights_match_weighted_autograd(setup, tmp_path):
+    """{"tokens", "weights"} lines: the loss is Σ w·NLL / Σ w over the step (zero weights drop a
+    token, as a masked prompt does), accumulated over micro-batches, equal to PEFT autograd."""
+    g = torch.Generator().manual_seed(9)
+    rows = setup.rows[:4]
+    weights = []
+    for r in rows:
+        w = torch.rand(len(r), generator=g) * 2
+        w[: len(r) // 3] = 0  # a masked prompt
+        weights.append(w)
+    data = tmp_path / "weighted.jsonl"
+    data.write_text("".join(json.dumps({"tokens": r, "weights": w.tolist()}) + "\n" for r, w in zip(rows, weights)))
+    grads_path = tmp_path / "grads.safetensors"
+    proc = subprocess.run([str(x) for x in [setup.bin, "train", "--model", setup.base, "--data", data, "--threads", 2,
+                                            "--adapter", setup.adapter, "--batch-size", 4, "--micro-batch", 2,
+                                            "--steps", 1, "--dump-grads", grads_path]],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    step = json.loads(proc.stdout.splitlines()[0])
+    grads = load_file(grads_path)
+
+    pm = peft.PeftModel.from_pretrained(setup.load_base(), setup.adapter, is_trainable=True)
+    # Weights are read as fp32 by both sides.
+    total = sum(w[1:].sum() for w in weights)
+    loss = 0.0
+    for r, w in zip(rows, weights):
+        ids = torch.tensor([r])
+        lp = torch.log_softmax(pm(input_ids=ids).logits[0, :-1].float(), -1).gather(1, ids[0, 1:, None])[:, 0]
+        loss = loss - (lp * w[1:]).sum()
+    loss = loss / total
+    loss.backward()
+    ref = {n.replace(".default", ""): p.grad for n, p in pm.named_parameters() if p.requires_grad}
+    plain_loss, _ = setup.ref_lora()
+    assert abs(loss.item() - plain_loss) > 1e-3, "weights do not change the loss: the test would be vacuous"
+    assert abs(step["loss"] - loss.item()) <= 1e-5 * abs(loss.item())
+    assert step["tokens"] == sum(int((w[1:] > 0).sum()) for w in weights)
+    for name, gr in ref.items():
+        assert _rel(grads[name], gr) <= 1e-4, f"{setup.family} {name}"
+
+
 def test_bf16_base_with_fp32_adapter_matches_peft(setup):
     """--dtype bfloat16 trains an fp32 adapter over a bf16 base, as PEFT does (autocast_adapter_dtype):
     loss and adapter gradients agree with PEFT on the same bf16 model within bf16 rounding."""

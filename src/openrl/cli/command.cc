@@ -65,31 +65,4 @@ int RunJsonLines(const std::function<Result<Json>(const Json& request)>& fn) {
   });
 }
 
-Result<std::vector<int32_t>> TokenIdList(const Json& req, const std::string& field, int64_t vocab_size,
-                                         const std::string& what) {
-  const std::string prefix = what.empty() ? "" : what + ": ";
-  if (!req.contains(field) || !req[field].is_array())
-    return InvalidArgument(prefix + "field '" + field + "' must be a list of token ids");
-  const Json& list = req[field];
-  std::vector<int32_t> ids;
-  ids.reserve(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    const Json& v = list[i];
-    std::string at = prefix + field + "[" + std::to_string(i) +
-                     "] = " + v.dump(-1, ' ', false, Json::error_handler_t::replace).substr(0, 40);
-    if (!v.is_number_integer()) return InvalidArgument(at + " is not an integer token id");
-    if (!v.is_number_unsigned() && v.get<int64_t>() < 0)
-      return InvalidArgument(at + " is negative, not a token id");
-    // Non-negative JSON integers are unsigned (up to 2^64 - 1): compare them as such.
-    const uint64_t bound = vocab_size > 0 ? static_cast<uint64_t>(vocab_size) : uint64_t{INT32_MAX} + 1;
-    const uint64_t id = v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
-    if (id >= bound)
-      return InvalidArgument(
-          at + (vocab_size > 0 ? " is outside the vocabulary (size " + std::to_string(vocab_size) + ")"
-                               : std::string(" is past the largest 32-bit token id")));
-    ids.push_back(static_cast<int32_t>(v.get<int64_t>()));
-  }
-  return ids;
-}
-
 }  // namespace openrl::cli

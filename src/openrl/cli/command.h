@@ -34,13 +34,6 @@ int RunJsonLines(const std::function<Result<Json>(const Json& request)>& fn);
 // `fn` gets the raw line and "stdin line N" for error messages.
 int RunLines(const std::function<Result<Json>(const std::string& line, const std::string& where)>& fn);
 
-// The token ids in request field `field`: a list whose every item is an integer in
-// [0, vocab_size) (vocab_size 0: any id that fits an int32). INVALID_ARGUMENT naming the field,
-// the index and the value otherwise (a float, a bool or a number past int32 is never rounded or
-// cut into some other token). Messages start with "<what>: " (nothing when `what` is empty).
-Result<std::vector<int32_t>> TokenIdList(const Json& req, const std::string& field, int64_t vocab_size,
-                                         const std::string& what = "request");
-
 }  // namespace openrl::cli
 
 #define OPENRL_CLI_COMMAND(name, installer) \

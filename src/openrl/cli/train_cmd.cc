@@ -1,15 +1,16 @@
-// `openrl train`: supervised fine-tuning of a model directory on a JSONL dataset, with LoRA
-// (default) or full fine-tuning. One JSON line per step on stdout; the result is a PEFT
+// `openrl train`: supervised fine-tuning of a model directory on a JSONL dataset (formats in
+// engine/sft_data.h: tokens, text, prompt/completion, chat messages with assistant-only loss), with
+// LoRA (default) or full fine-tuning. One JSON line per step on stdout; the result is a PEFT
 // adapter directory (LoRA) or a Hugging Face model directory (full).
 #include <ATen/Parallel.h>
 
-#include <fstream>
 #include <iostream>
 #include <random>
 
 #include "openrl/cli/command.h"
 #include "openrl/cli/model_loading.h"
 #include "openrl/cli/profiling.h"
+#include "openrl/engine/sft_data.h"
 #include "openrl/engine/trainer.h"
 #include "openrl/model/peft_io.h"
 
@@ -31,45 +32,9 @@ struct TrainOptions {
   double lr = 1e-4, weight_decay = 0.0, clip = 1.0, beta2 = 0.999, eps = 1e-8;
   uint64_t seed = 0;
   bool checkpoint = false;
+  std::string train_on = "assistant";
+  bool print_examples = false;
 };
-
-// Each line: {"tokens": [...]} or {"text": "..."} or {"messages": [...]}.
-Result<std::vector<std::vector<int32_t>>> ReadDataset(const std::string& path, const LoadedModel& m) {
-  std::ifstream in(path);
-  if (!in) return NotFound(path + ": cannot open dataset");
-  std::vector<std::vector<int32_t>> rows;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::string where = path + ":" + std::to_string(n);
-    OPENRL_ASSIGN_OR_RETURN(Json j, ParseJson(line, where));
-    std::vector<int32_t> ids;
-    if (j.contains("tokens")) {
-      auto r = TokenIdList(j, "tokens", m.model->config().vocab_size, "");
-      if (!r.ok()) return r.status().WithContext(where);
-      ids = std::move(r).value();
-    } else if (j.contains("messages")) {
-      if (!m.chat_template || !m.tokenizer) return InvalidArgument(where + ": 'messages' needs a tokenizer and chat template");
-      auto text = m.chat_template->Render(j["messages"], false);
-      if (!text.ok()) return text.status().WithContext(where);
-      ids = m.tokenizer->Encode(*text, false);
-    } else {
-      auto text = GetField<std::string>(j, "text", where);
-      if (!text.ok()) return InvalidArgument(where + ": each line needs 'tokens', 'text' or 'messages'");
-      if (!m.tokenizer) return InvalidArgument(where + ": 'text' needs tokenizer.json in the model directory");
-      ids = m.tokenizer->Encode(*text, true);
-      if (m.model->config().eos_token_ids.size() > 0) ids.push_back(m.model->config().eos_token_ids[0]);
-    }
-    if (ids.size() < 2) return InvalidArgument(where + ": a training example needs at least 2 tokens");
-    for (size_t t = 0; t < ids.size(); ++t)
-      if (ids[t] < 0 || ids[t] >= m.model->config().vocab_size)
-        return InvalidArgument(where + ": token " + std::to_string(t) + " = " + std::to_string(ids[t]) +
-                               " is outside the vocabulary (size " + std::to_string(m.model->config().vocab_size) + ")");
-    rows.push_back(std::move(ids));
-  }
-  if (rows.empty()) return InvalidArgument(path + ": dataset is empty");
-  return rows;
-}
 
 int RunTrain(const TrainOptions& o) {
   ModelOptions model_opts = o.model;
@@ -77,8 +42,23 @@ int RunTrain(const TrainOptions& o) {
   auto loaded = LoadModelForCli(model_opts);
   if (!loaded.ok()) return PrintError(loaded.status());
   LoadedModel& m = *loaded;
-  auto data = ReadDataset(o.data, m);
+  auto train_on = engine::ParseTrainOn(o.train_on);
+  if (!train_on.ok()) return PrintError(train_on.status().WithContext("--train-on"));
+  engine::SupervisedFormat fmt;
+  fmt.tokenizer = m.tokenizer.get();
+  fmt.chat_template = m.chat_template ? &*m.chat_template : nullptr;
+  fmt.vocab_size = m.model->config().vocab_size;
+  if (!m.model->config().eos_token_ids.empty())
+    fmt.eos_id = static_cast<int32_t>(m.model->config().eos_token_ids[0]);
+  fmt.train_on = *train_on;
+  auto data = engine::ReadSupervisedJsonl(o.data, fmt);
   if (!data.ok()) return PrintError(data.status());
+  if (o.print_examples) {
+    for (const auto& ex : *data)
+      std::cout << Json{{"tokens", ex.tokens}, {"weights", ex.weights}}.dump() << "\n";
+    std::cout << std::flush;
+    return 0;
+  }
   model::Transformer& base = *m.dir.model;
   std::unique_ptr<model::LoraAdapter> fresh;
   model::LoraAdapter* adapter = m.adapter.get();
@@ -107,12 +87,17 @@ int RunTrain(const TrainOptions& o) {
   const auto& rows = *data;
   for (int64_t step = 0; step < o.steps; ++step) {
     std::vector<std::vector<int32_t>> batch;
-    for (int64_t i = 0; i < o.batch_size; ++i) batch.push_back(rows[(step * o.batch_size + i) % rows.size()]);
+    std::vector<std::vector<float>> weights;
+    for (int64_t i = 0; i < o.batch_size; ++i) {
+      const auto& ex = rows[(step * o.batch_size + i) % rows.size()];
+      batch.push_back(ex.tokens);
+      weights.push_back(ex.weights);
+    }
     Result<engine::StepReport> rep = InvalidArgument("unreachable");
     bool profiled = !o.profile.empty() && step == o.steps - 1;
     if (profiled) StartProfiler();
     if (step == 0 && !o.dump_grads.empty()) {
-      rep = trainer.ForwardBackward(batch);
+      rep = trainer.ForwardBackwardWeighted(batch, weights);
       if (!rep.ok()) return PrintError(rep.status());
       std::vector<std::pair<std::string, at::Tensor>> grads;
       auto named = adapter ? adapter->NamedTensors() : base.NamedParameters();
@@ -122,7 +107,7 @@ int RunTrain(const TrainOptions& o) {
       if (!st.ok()) return PrintError(st.status());
       rep->grad_norm = st->grad_norm;
     } else {
-      rep = trainer.Step(batch, hp);
+      rep = trainer.StepWeighted(batch, weights, hp);
       if (!rep.ok()) return PrintError(rep.status());
     }
     if (profiled) {
@@ -146,7 +131,17 @@ void Install(CLI::App& app) {
   auto* sub = app.add_subcommand("train", "Supervised fine-tuning (LoRA or full) on a JSONL dataset");
   auto o = std::make_shared<TrainOptions>();
   AddModelOptions(sub, o->model);
-  sub->add_option("--data", o->data, "JSONL: {\"tokens\"}, {\"text\"} or {\"messages\"} per line")->required();
+  sub->add_option(
+         "--data", o->data,
+         "JSONL, one example per line: {\"tokens\", \"weights\"?}, {\"text\"}, {\"prompt\", \"completion\"} "
+         "(text or messages) or {\"messages\", \"tools\"?}")
+      ->required();
+  sub->add_option("--train-on", o->train_on,
+                  "which tokens of {\"messages\"} lines are trained: assistant (every assistant turn), "
+                  "last-assistant, all")
+      ->capture_default_str();
+  sub->add_flag("--print-examples", o->print_examples,
+                "print each example's tokens and weights as JSON lines and exit without training");
   sub->add_option("--out", o->out, "output: PEFT adapter dir (LoRA) or model dir (full)");
   sub->add_option("--lora-rank", o->lora_rank, "LoRA rank; 0 = full fine-tuning")->capture_default_str();
   sub->add_option("--lora-alpha", o->lora_alpha, "LoRA alpha")->capture_default_str();

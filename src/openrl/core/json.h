@@ -2,9 +2,11 @@
 // mistyped fields into a Status naming the field.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "openrl/core/status.h"
 
@@ -27,6 +29,15 @@ template <typename T>
 Result<T> GetFieldOr(const Json& obj, std::string_view field, T fallback, std::string_view source);
 
 std::string_view JsonTypeName(const Json& j);
+
+// The token ids in field `field` of `obj` (Json or nlohmann::ordered_json): a list whose every
+// item is an integer in [0, vocab_size) (vocab_size 0: any id that fits an int32). INVALID_ARGUMENT
+// naming the field, the index and the value otherwise (a float, a bool or a number past int32 is
+// never rounded or cut into some other token). Messages start with "<what>: " (nothing when
+// `what` is empty).
+template <typename J>
+Result<std::vector<int32_t>> TokenIdList(const J& obj, const std::string& field, int64_t vocab_size,
+                                         const std::string& what = "request");
 
 }  // namespace openrl
 

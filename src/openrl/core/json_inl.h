@@ -57,4 +57,34 @@ Result<T> GetFieldOr(const Json& obj, std::string_view field, T fallback, std::s
   return GetField<T>(obj, field, source);
 }
 
+template <typename J>
+Result<std::vector<int32_t>> TokenIdList(const J& obj, const std::string& field, int64_t vocab_size,
+                                         const std::string& what) {
+  const std::string prefix = what.empty() ? "" : what + ": ";
+  auto it = obj.is_object() ? obj.find(field) : obj.end();
+  if (it == obj.end() || !it->is_array())
+    return InvalidArgument(prefix + "field '" + field + "' must be a list of token ids");
+  const J& list = *it;
+  std::vector<int32_t> ids;
+  ids.reserve(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    const J& v = list[i];
+    std::string at = prefix + field + "[" + std::to_string(i) +
+                     "] = " + v.dump(-1, ' ', false, J::error_handler_t::replace).substr(0, 40);
+    if (!v.is_number_integer()) return InvalidArgument(at + " is not an integer token id");
+    if (!v.is_number_unsigned() && v.template get<int64_t>() < 0)
+      return InvalidArgument(at + " is negative, not a token id");
+    // Non-negative JSON integers are unsigned (up to 2^64 - 1): compare them as such.
+    const uint64_t bound = vocab_size > 0 ? static_cast<uint64_t>(vocab_size) : uint64_t{INT32_MAX} + 1;
+    const uint64_t id = v.is_number_unsigned() ? v.template get<uint64_t>()
+                                               : static_cast<uint64_t>(v.template get<int64_t>());
+    if (id >= bound)
+      return InvalidArgument(
+          at + (vocab_size > 0 ? " is outside the vocabulary (size " + std::to_string(vocab_size) + ")"
+                               : std::string(" is past the largest 32-bit token id")));
+    ids.push_back(static_cast<int32_t>(v.template get<int64_t>()));
+  }
+  return ids;
+}
+
 }  // namespace openrl

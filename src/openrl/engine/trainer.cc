@@ -3,6 +3,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace openrl::engine {
 
@@ -40,21 +41,62 @@ void Trainer::SetThroughput(StepReport& rep, std::chrono::steady_clock::time_poi
   }
 }
 
-Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_t>>& sequences,
-                                            const std::vector<int64_t>& loss_from) {
-  auto start = std::chrono::steady_clock::now();
-  StepReport rep;
-  if (!loss_from.empty() && loss_from.size() != sequences.size())
+namespace {
+
+// Per-token weights that count the tokens at index >= loss_from[row] (empty: every token).
+Result<std::vector<std::vector<float>>> WeightsFrom(const std::vector<std::vector<int32_t>>& sequences,
+                                                    const std::vector<int64_t>& loss_from) {
+  std::vector<std::vector<float>> weights;
+  if (loss_from.empty()) return weights;
+  if (loss_from.size() != sequences.size())
     return InvalidArgument("loss_from has " + std::to_string(loss_from.size()) + " entries for " +
                            std::to_string(sequences.size()) + " sequences");
-  // Target index t predicts token t + 1; it counts when t + 1 >= first.
-  auto first_target = [&](size_t row) { return loss_from.empty() ? int64_t{0} : std::max<int64_t>(0, loss_from[row] - 1); };
+  weights.resize(sequences.size());
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    weights[i].assign(sequences[i].size(), 0.0f);
+    for (size_t t = static_cast<size_t>(std::max<int64_t>(loss_from[i], 0)); t < sequences[i].size(); ++t)
+      weights[i][t] = 1.0f;
+  }
+  return weights;
+}
+
+}  // namespace
+
+Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_t>>& sequences,
+                                            const std::vector<int64_t>& loss_from) {
+  OPENRL_ASSIGN_OR_RETURN(auto weights, WeightsFrom(sequences, loss_from));
+  return ForwardBackwardWeighted(sequences, weights);
+}
+
+Result<StepReport> Trainer::ForwardBackwardWeighted(const std::vector<std::vector<int32_t>>& sequences,
+                                                    const std::vector<std::vector<float>>& weights) {
+  auto start = std::chrono::steady_clock::now();
+  StepReport rep;
+  if (!weights.empty() && weights.size() != sequences.size())
+    return InvalidArgument("weights has " + std::to_string(weights.size()) + " rows for " +
+                           std::to_string(sequences.size()) + " sequences");
+  double total_weight = 0;
   int64_t total_targets = 0;
   for (size_t i = 0; i < sequences.size(); ++i) {
-    int64_t n = sequences[i].empty() ? 0 : static_cast<int64_t>(sequences[i].size()) - 1;
-    total_targets += std::max<int64_t>(0, n - first_target(i));
+    if (weights.empty()) {
+      int64_t n = std::max<int64_t>(0, static_cast<int64_t>(sequences[i].size()) - 1);
+      total_targets += n;
+      total_weight += static_cast<double>(n);
+      continue;
+    }
+    if (weights[i].size() != sequences[i].size())
+      return InvalidArgument("row " + std::to_string(i) + ": " + std::to_string(weights[i].size()) +
+                             " weights for " + std::to_string(sequences[i].size()) + " tokens");
+    for (size_t t = 1; t < weights[i].size(); ++t) {
+      float w = weights[i][t];
+      if (!std::isfinite(w) || w < 0)
+        return InvalidArgument("row " + std::to_string(i) + ", token " + std::to_string(t) + ": weight " +
+                               std::to_string(w) + " is not a finite number >= 0");
+      if (w > 0) ++total_targets;
+      total_weight += w;
+    }
   }
-  if (total_targets == 0) return InvalidArgument("training batch has no target tokens");
+  if (total_targets == 0 || total_weight <= 0) return InvalidArgument("training batch has no target tokens");
   model::LoraBatch lora;
   lora.training = true;
   if (adapter_) lora.groups.push_back({adapter_, {}});
@@ -64,13 +106,21 @@ Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_
       size_t end = std::min(sequences.size(), begin + static_cast<size_t>(opts_.micro_batch));
       std::vector<std::vector<int32_t>> micro(sequences.begin() + begin, sequences.begin() + end);
       OPENRL_ASSIGN_OR_RETURN(TokenBatch batch, MakeShiftedBatch(micro, model_.config()));
-      for (size_t row = begin; row < end; ++row) {
-        int64_t skip = std::min<int64_t>(first_target(row), batch.mask.size(1));
-        if (skip > 0) batch.mask[static_cast<int64_t>(row - begin)].narrow(0, 0, skip).zero_();
-      }
       at::Tensor lp = TargetLogprobs(model_, batch, adapter_ ? &lora : nullptr, opts_.checkpoint_layers);
-      // Mean over all target tokens of the step, so accumulation equals one big batch.
-      at::Tensor loss = -lp.sum() / static_cast<double>(total_targets);
+      at::Tensor summed;
+      if (weights.empty()) {
+        summed = lp.sum();
+      } else {
+        // Target index t predicts token t + 1, so it takes that token's weight.
+        at::Tensor w = at::zeros(batch.mask.sizes(), at::kFloat);
+        auto wa = w.accessor<float, 2>();
+        for (size_t row = begin; row < end; ++row)
+          for (size_t t = 1; t < weights[row].size(); ++t)
+            wa[static_cast<int64_t>(row - begin)][static_cast<int64_t>(t - 1)] = weights[row][t];
+        summed = (lp * w.to(lp.device())).sum();
+      }
+      // Mean over the step's weighted targets, so accumulation equals one big batch.
+      at::Tensor loss = -summed / total_weight;
       torch::autograd::backward({loss});
       loss_sum += loss.item<double>();
     }
@@ -85,8 +135,15 @@ Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_
 
 Result<StepReport> Trainer::Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp,
                                  const std::vector<int64_t>& loss_from) {
+  OPENRL_ASSIGN_OR_RETURN(auto weights, WeightsFrom(sequences, loss_from));
+  return StepWeighted(sequences, weights, hp);
+}
+
+Result<StepReport> Trainer::StepWeighted(const std::vector<std::vector<int32_t>>& sequences,
+                                         const std::vector<std::vector<float>>& weights,
+                                         const AdamParams& hp) {
   auto start = std::chrono::steady_clock::now();
-  OPENRL_ASSIGN_OR_RETURN(StepReport rep, ForwardBackward(sequences, loss_from));
+  OPENRL_ASSIGN_OR_RETURN(StepReport rep, ForwardBackwardWeighted(sequences, weights));
   OPENRL_ASSIGN_OR_RETURN(StepStats st, optimizer_->Step(hp));
   rep.grad_norm = st.grad_norm;
   SetThroughput(rep, start);

@@ -41,9 +41,17 @@ class Trainer {
   // prompt); the mean is over the counted tokens.
   Result<StepReport> ForwardBackward(const std::vector<std::vector<int32_t>>& sequences,
                                      const std::vector<int64_t>& loss_from = {});
+  // The same with a weight per token: weights[i][t] (≥ 0, finite) scales the NLL of predicting
+  // sequences[i][t] from the tokens before it (weights[i][0] is never used: the first token has
+  // no prefix). The loss is Σ w·NLL / Σ w over the step; `tokens` counts the weighted targets.
+  // Empty `weights` = every target weighs 1. Errors name the row and position.
+  Result<StepReport> ForwardBackwardWeighted(const std::vector<std::vector<int32_t>>& sequences,
+                                             const std::vector<std::vector<float>>& weights);
   // ForwardBackward, then one optimizer step.
   Result<StepReport> Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp,
                           const std::vector<int64_t>& loss_from = {});
+  Result<StepReport> StepWeighted(const std::vector<std::vector<int32_t>>& sequences,
+                                  const std::vector<std::vector<float>>& weights, const AdamParams& hp);
 
   AdamW& optimizer() { return *optimizer_; }
   std::vector<at::Tensor> TrainableParameters() const;

@@ -245,6 +245,13 @@ bool Tokenizer::IsSpecial(int32_t id) const {
   return it != added_by_id_.end() && it->second->special;
 }
 
+std::vector<std::string> Tokenizer::SpecialTokens() const {
+  std::vector<std::string> out;
+  for (const auto& t : added_)
+    if (t->special) out.push_back(t->content);
+  return out;
+}
+
 IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special_tokens)
     : tok_(tokenizer), skip_special_(skip_special_tokens) {}
 

@@ -56,6 +56,8 @@ class Tokenizer {
   std::optional<int64_t> model_max_length() const { return model_max_length_; }
   // True for added tokens flagged "special" (skipped by Decode(..., true)).
   bool IsSpecial(int32_t id) const;
+  // The text of every added token flagged "special" (e.g. "<|im_end|>", "<end_of_turn>").
+  std::vector<std::string> SpecialTokens() const;
 
  private:
   friend class IncrementalDecoder;
