@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -36,6 +37,27 @@ libxsmm_smmfunction Kernel(int64_t m, int64_t rows, int64_t in, int64_t out) {
 
 }  // namespace
 #endif
+
+namespace {
+
+struct FrozenPackedFunction : torch::autograd::Function<FrozenPackedFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const PackedLinear* packed) {
+    ctx->save_for_backward({w});
+    return packed->Apply(x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const at::Tensor w = ctx->get_saved_variables()[0];
+    const at::Tensor& dy = grad_out[0];
+    std::vector<int64_t> sizes = dy.sizes().vec();
+    sizes.back() = w.size(1);
+    at::Tensor dx = at::mm(dy.reshape({-1, w.size(0)}), w).view(sizes);
+    return {dx, at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
 
 bool PackedLinear::Available() {
 #ifdef OPENRL_HAVE_LIBXSMM
@@ -108,6 +130,15 @@ at::Tensor PackedLinear::Apply(const at::Tensor& x) const {
 #else
   throw std::logic_error("PackedLinear: this build has no libxsmm");
 #endif
+}
+
+at::Tensor PackedLinear::ApplyFrozen(const std::shared_ptr<const PackedLinear>& packed, const at::Tensor& w,
+                                     const at::Tensor& x) {
+  if (w.dim() != 2 || w.size(0) != packed->out() || w.size(1) != packed->in())
+    throw std::invalid_argument(
+        "PackedLinear::ApplyFrozen: the weight is not the one this copy was made from");
+  if (!c10::GradMode::is_enabled() || !x.requires_grad()) return packed->Apply(x);
+  return FrozenPackedFunction::apply(x, w.detach(), packed.get());
 }
 
 }  // namespace openrl::model

@@ -5,7 +5,9 @@
 // threads, 24 distinct 1536×576 weights (out of cache), at::mm ran at 6/56/73/104/121 GFLOP/s at
 // 1/16/32/64/128 rows and these kernels at 18/160/196/202/212 (bench/RESULTS.md, 2026-12-07;
 // an earlier timing that put the crossover near 64 rows ran these kernels on one thread). The
-// transformer uses it for decode steps of up to 128 rows only (see Transformer::Projection).
+// transformer uses it for every projection of a frozen layer (LoRA training and serving over a
+// frozen base, under autograd through ApplyFrozen) and for decode steps of up to 128 rows of a
+// trained one (see Transformer::Projection).
 //
 // The copy holds W as blocks of kBlock output columns, each (in, kBlock) contiguous, so one kernel
 // call reads one block front to back; blocks are spread over the intra-op threads. Built only when
@@ -16,6 +18,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 
 namespace openrl::model {
 
@@ -34,6 +37,12 @@ class PackedLinear {
   int64_t bytes() const;  // of the blocked copy
   // x: (..., in) fp32 on CPU, any row count (taken kMaxRows rows at a time) → (..., out) fp32.
   at::Tensor Apply(const at::Tensor& x) const;
+  // The same under autograd, for a frozen weight: the gradient reaches x as dy·W (an MKL GEMM
+  // with `w`, the (out, in) weight this copy was made from, or a view of it); W gets none.
+  // Without grad (or when x needs none) it is Apply(x), so a forward with and without grad
+  // gives the same values.
+  static at::Tensor ApplyFrozen(const std::shared_ptr<const PackedLinear>& packed, const at::Tensor& w,
+                                const at::Tensor& x);
 
  private:
   int64_t in_ = 0, out_ = 0, full_blocks_ = 0, tail_ = 0;

@@ -3,6 +3,7 @@
 #include "openrl/model/packed_linear.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
 #include <mutex>
@@ -53,6 +54,29 @@ TEST(PackedLinear, KeepsLeadingDimsAndNonContiguousInput) {
   at::Tensor got = PackedLinear(w).Apply(x);
   ASSERT_EQ(got.sizes(), (std::vector<int64_t>{3, 5, 64}));
   EXPECT_TRUE(at::allclose(got, at::matmul(x, w.t()), 1e-5, 1e-5));
+}
+
+// Under autograd a frozen weight's packed copy gives the same values as without grad (so a forward
+// and a forward+backward agree exactly), and the input's gradient is dy·W.
+TEST(PackedLinear, ApplyFrozenHasTheSameValuesAndTheInputGradient) {
+  if (!PackedLinear::Available()) GTEST_SKIP() << "no libxsmm kernels in this build or on this CPU";
+  at::manual_seed(5);
+  at::Tensor w = at::randn({96, 40});
+  auto p = std::make_shared<const PackedLinear>(w);
+  at::Tensor x = at::randn({2, 35, 40}).requires_grad_(true);
+  at::Tensor y = PackedLinear::ApplyFrozen(p, w, x);
+  ASSERT_TRUE(y.requires_grad());
+  {
+    c10::NoGradGuard no_grad;
+    EXPECT_TRUE(at::equal(y.detach(), p->Apply(x.detach())));
+    EXPECT_TRUE(at::equal(PackedLinear::ApplyFrozen(p, w, x), y.detach()));
+  }
+  at::Tensor dy = at::randn(y.sizes());
+  y.backward(dy);
+  at::Tensor want = at::mm(dy.reshape({-1, 96}).to(at::kDouble), w.to(at::kDouble)).view({2, 35, 40});
+  EXPECT_LT((x.grad().to(at::kDouble) - want).abs().max().item<double>(), 1e-4);
+  EXPECT_FALSE(w.grad().defined());
+  EXPECT_THROW(PackedLinear::ApplyFrozen(p, w.t(), x), std::invalid_argument);
 }
 
 TEST(PackedLinear, HoldsACopyOfTheWeight) {

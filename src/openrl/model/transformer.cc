@@ -42,11 +42,13 @@ at::Tensor Project(const at::Tensor& x, const at::Tensor& w) {
   return at::mm(x.reshape({-1, x.size(-1)}), w).view(sizes);
 }
 
-// A decode step's input: (B, 1, in) with up to kPackedDecodeRows rows, what PackedLinear is for.
-// Only such calls use the packed copies, so a forward without grad (Tinker's `forward`,
-// `compute_logprobs`) multiplies exactly as the same forward under autograd does and gives the same
-// values. On 2 cores the kernels ran at 1.75-2.9x MKL from 16 to 128 rows (bench/RESULTS.md,
-// 2026-12-07), so a decode batch of an RL group (e.g. 16 prompts x 4 samples) uses them too.
+// A decode step's input: (B, 1, in) with up to kPackedDecodeRows rows. A frozen layer (a base
+// under LoRA, for training and serving) runs every projection through PackedLinear, under autograd
+// too (PackedLinear::ApplyFrozen), so a forward without grad (Tinker's `forward`,
+// `compute_logprobs`) multiplies exactly as the same forward under autograd and gives the same
+// values. A layer being trained runs its forwards under autograd with MKL, so its forwards without
+// grad do too, except decode steps (sampling; nothing compares them with a forward under grad). On
+// 2 cores the kernels ran at 1.75-2.9x MKL from 16 to 128 rows (bench/RESULTS.md, 2026-12-07).
 constexpr int64_t kPackedDecodeRows = 128;
 bool DecodeStep(const at::Tensor& x) {
   return x.dim() == 3 && x.size(1) == 1 && x.size(0) <= kPackedDecodeRows;
@@ -342,15 +344,22 @@ bool Stacked(const LoraBatch* lora, const at::Tensor& x) {
 }
 }  // namespace
 
+bool Transformer::Frozen(int64_t i) const {
+  const auto& L = layers_[i];
+  for (const at::Tensor* t : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
+    if (t->requires_grad()) return false;
+  return true;
+}
+
 const Transformer::InferenceWeights* Transformer::Inference(int64_t i, const at::Tensor& x) const {
   if (cfg_.attention_bias) return nullptr;
   const auto& L = layers_[i];
   // Under autograd only while the layer is frozen (LoRA training): gradients flow to the input
   // through the fused copies as they would through the separate weights.
-  bool grad = c10::GradMode::is_enabled();
+  const bool frozen = Frozen(i);
+  if (c10::GradMode::is_enabled() && !frozen) return nullptr;
   std::vector<int64_t> versions;
   for (const at::Tensor* t : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
-    if (grad && t->requires_grad()) return nullptr;
     versions.push_back(t->_version());
     versions.push_back(reinterpret_cast<int64_t>(t->data_ptr()));
   }
@@ -360,15 +369,12 @@ const Transformer::InferenceWeights* Transformer::Inference(int64_t i, const at:
     iw = InferenceWeights{};
     iw.versions = std::move(versions);
   }
-  const bool packed = !grad && Packs() && DecodeStep(x);
+  const bool packed = Packs() && (frozen || DecodeStep(x));
   auto need = [&](Projection& p, const at::Tensor& storage, std::initializer_list<const at::Tensor*> parts) {
-    if (packed ? p.packed != nullptr : p.t.defined()) return;
+    if (p.t.defined() && (!packed || p.packed != nullptr)) return;
     at::Tensor w = Fused(storage, parts);
-    if (packed) {
-      p.packed = std::make_shared<const PackedLinear>(w);
-    } else {
-      p.t = Transposed(w);
-    }
+    if (!p.t.defined()) p.t = Transposed(w);  // a view when Packs(): no memory of its own
+    if (packed && p.packed == nullptr) p.packed = std::make_shared<const PackedLinear>(w);
   };
   need(iw.qkv, L.qkv_w, {&L.q, &L.k, &L.v});
   need(iw.gate_up, L.gate_up_w, {&L.gate, &L.up});
@@ -377,15 +383,16 @@ const Transformer::InferenceWeights* Transformer::Inference(int64_t i, const at:
   return &iw;
 }
 
-at::Tensor Transformer::Projection::operator()(const at::Tensor& x) const {
-  if (packed != nullptr && !c10::GradMode::is_enabled() && DecodeStep(x)) return packed->Apply(x);
+at::Tensor Transformer::Projection::operator()(const at::Tensor& x, bool frozen) const {
+  if (packed != nullptr && (frozen || (!c10::GradMode::is_enabled() && DecodeStep(x))))
+    return PackedLinear::ApplyFrozen(packed, t.t(), x);
   return Project(x, t);
 }
 
 at::Tensor Transformer::ProjectWithLora(const Projection& p, const at::Tensor& x, const LoraBatch* lora,
                                         int64_t layer, std::initializer_list<LinearKind> kinds,
                                         std::initializer_list<int64_t> widths) const {
-  at::Tensor y = p(x);
+  at::Tensor y = p(x, Frozen(layer));
   return Stacked(lora, x) ? lora->stack->Apply(y, x, layer, kinds, widths)
                           : AddLoraGroup(y, x, lora, layer, kinds, widths);
 }

@@ -107,8 +107,8 @@ class Transformer {
   std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors() const;
 
   // Bytes of weights the model holds, each storage counted once: its parameters, and the copies
-  // made for faster inference (fp32 on CPU: PackedLinear's blocked weights for decode steps, or,
-  // without them, transposed weights). Half precision makes no copies.
+  // made for faster inference (fp32 on CPU: PackedLinear's blocked weights, or, without them,
+  // transposed weights). Half precision makes no copies.
   struct WeightMemory {
     int64_t parameters = 0;
     int64_t copies = 0;
@@ -148,15 +148,15 @@ class Transformer {
 
   // One projection of the fused path: x·[W1; W2; …]ᵀ for weights that read the same input (q|k|v,
   // gate|up) or a single one. It holds whichever forms the calls so far needed:
-  //  - t: (in, out) (see Transposed()), a view of the layer's fused weight: under autograd (LoRA
-  //    training over a frozen base, where one matmul replaces three) and for calls without grad
-  //    of more than one position;
-  //  - packed: fp32 on CPU without grad, for decode steps ((B, 1, in), B up to
-  //    128, kPackedDecodeRows in transformer.cc): PackedLinear's small-GEMM kernels over a blocked copy.
+  //  - t: (in, out) (see Transposed()), a view of the layer's fused weight: MKL's path, and the
+  //    weight the packed path's backward multiplies with;
+  //  - packed: fp32 on CPU (PackedLinear::Available()): PackedLinear's kernels over a blocked copy,
+  //    for every call while the layer is frozen (with or without grad) and for the decode steps
+  //    ((B, 1, in), B up to 128, kPackedDecodeRows in transformer.cc) of a layer being trained.
   struct Projection {
     at::Tensor t;
     std::shared_ptr<const PackedLinear> packed;
-    at::Tensor operator()(const at::Tensor& x) const;
+    at::Tensor operator()(const at::Tensor& x, bool frozen) const;
   };
   struct InferenceWeights {
     Projection qkv, gate_up, o, down;
@@ -170,8 +170,10 @@ class Transformer {
   // on input x needs. Copies are made on first need and dropped when a source weight changes (its
   // version counter moves).
   const InferenceWeights* Inference(int64_t layer, const at::Tensor& x) const;
-  // Whether calls without grad use packed copies (fp32 on CPU, PackedLinear::Available()).
+  // Whether projections can use packed copies (fp32 on CPU, PackedLinear::Available()).
   bool Packs() const;
+  // Whether none of layer i's projection weights requires grad.
+  bool Frozen(int64_t layer) const;
   // The head's (in, out) copy; also given under autograd while the head is frozen (the chunked
   // head reads it).
   at::Tensor InferenceHead() const;
