@@ -135,10 +135,10 @@ void AppendPieces(const tokenizer::Tokenizer& tok, const std::string& text,
   piece(pos, text.size(), 0.0f);
 }
 
-Result<const OJson*> Field(const OJson& line, const char* name) {
+// The field, or null when it is absent or null.
+const OJson* Field(const OJson& line, const char* name) {
   auto it = line.find(name);
-  if (it == line.end() || it->is_null()) return static_cast<const OJson*>(nullptr);
-  return &*it;
+  return it == line.end() || it->is_null() ? nullptr : &*it;
 }
 
 Status NeedTokenizer(const SupervisedFormat& fmt, const char* what, bool chat) {
@@ -214,13 +214,13 @@ Result<RenderedSpans> RenderAssistantSpans(const chat::ChatTemplate& tmpl, const
 
 Result<SupervisedExample> ParseSupervisedExample(const OJson& line, const SupervisedFormat& fmt) {
   if (!line.is_object()) return InvalidArgument("expected a JSON object");
-  OPENRL_ASSIGN_OR_RETURN(const OJson* tokens, Field(line, "tokens"));
-  OPENRL_ASSIGN_OR_RETURN(const OJson* text, Field(line, "text"));
-  OPENRL_ASSIGN_OR_RETURN(const OJson* prompt, Field(line, "prompt"));
-  OPENRL_ASSIGN_OR_RETURN(const OJson* completion, Field(line, "completion"));
-  OPENRL_ASSIGN_OR_RETURN(const OJson* messages, Field(line, "messages"));
-  OPENRL_ASSIGN_OR_RETURN(const OJson* tools, Field(line, "tools"));
-  OPENRL_ASSIGN_OR_RETURN(const OJson* kwargs, Field(line, "chat_template_kwargs"));
+  const OJson* tokens = Field(line, "tokens");
+  const OJson* text = Field(line, "text");
+  const OJson* prompt = Field(line, "prompt");
+  const OJson* completion = Field(line, "completion");
+  const OJson* messages = Field(line, "messages");
+  const OJson* tools = Field(line, "tools");
+  const OJson* kwargs = Field(line, "chat_template_kwargs");
   int formats = (tokens != nullptr) + (text != nullptr) + (prompt != nullptr || completion != nullptr) +
                 (messages != nullptr);
   if (formats == 0)
@@ -228,7 +228,7 @@ Result<SupervisedExample> ParseSupervisedExample(const OJson& line, const Superv
   if (formats > 1)
     return InvalidArgument(
         "a line takes one of 'tokens', 'text', 'prompt'/'completion' or 'messages', not several");
-  if (line.contains("weights") && tokens == nullptr)
+  if (Field(line, "weights") != nullptr && tokens == nullptr)
     return InvalidArgument("field 'weights' goes with 'tokens' only");
   if (kwargs != nullptr && !kwargs->is_object())
     return InvalidArgument("field 'chat_template_kwargs' must be an object");
