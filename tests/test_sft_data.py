@@ -243,3 +243,39 @@ def test_unknown_train_on_is_refused(models, openrl_bin, tmp_path):
     d, _ = models["qwen3"]
     proc, _ = examples(openrl_bin, d, [{"messages": CONVERSATIONS[2]}], tmp_path, "--train-on", "users", check=False)
     assert proc.returncode != 0 and "--train-on" in proc.stderr and "'users'" in proc.stderr, proc.stderr
+
+
+def test_dataset_is_read_before_the_weights(models, openrl_bin, tmp_path):
+    """--print-examples needs the config, tokenizer and template only, and a bad line is reported
+    before the weights are read: a directory without its safetensors shows both."""
+    d, _ = models["qwen3"]
+    bare = tmp_path / "no-weights"
+    bare.mkdir()
+    for f in d.iterdir():
+        if not f.name.endswith(".safetensors"):
+            shutil.copy(f, bare / f.name)
+    lines = [{"messages": c} for c in CONVERSATIONS]
+    assert examples(openrl_bin, bare, lines, tmp_path) == examples(openrl_bin, d, lines, tmp_path)
+    proc, data = examples(openrl_bin, bare, [lines[0], {"prompt": "only a prompt"}], tmp_path, check=False)
+    assert proc.returncode != 0 and f"{data}:2: " in proc.stderr, proc.stderr
+    # Training itself still needs them, and says so.
+    data.write_text(json.dumps(lines[0]) + "\n")
+    proc = subprocess.run([str(openrl_bin), "train", "--model", str(bare), "--data", str(data), "--steps", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and str(bare) in proc.stderr and ".safetensors" in proc.stderr, proc.stderr
+
+
+def test_lines_read_on_several_threads_keep_file_order_and_report_the_first_bad_line(models, openrl_bin, tmp_path):
+    d, _ = models["llama3"]
+    lines = [{"messages": CONVERSATIONS[i % len(CONVERSATIONS)] + [{"role": "user", "content": f"line {i}"},
+                                                                   {"role": "assistant", "content": f"#{i}"}]}
+             for i in range(60)]
+    one = examples(openrl_bin, d, lines, tmp_path, "--threads", "1")
+    assert examples(openrl_bin, d, lines, tmp_path, "--threads", "2") == one
+    assert len({tuple(ex["tokens"]) for ex in one}) == 60
+    bad = list(lines)
+    bad[4], bad[39] = {"prompt": "only a prompt"}, "{not json"
+    for threads in ("1", "2"):
+        proc, data = examples(openrl_bin, d, bad, tmp_path, "--threads", threads, check=False)
+        assert proc.returncode != 0 and f"{data}:5: " in proc.stderr and ":40:" not in proc.stderr, proc.stderr
+

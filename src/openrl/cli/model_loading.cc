@@ -18,21 +18,19 @@ void AddModelOptions(CLI::App* sub, ModelOptions& opts) {
   sub->add_option("--device", opts.device, "cpu | cuda | cuda:N")->capture_default_str();
 }
 
-Result<LoadedModel> LoadModelForCli(const ModelOptions& opts) {
+Result<LoadedModel> LoadModelForCli(const ModelOptions& opts, bool weights) {
   if (opts.threads > 0) at::set_num_threads(opts.threads);
   LoadedModel m;
-  OPENRL_ASSIGN_OR_RETURN(at::ScalarType dtype, model::ParseDtype(opts.dtype));
-  OPENRL_ASSIGN_OR_RETURN(at::Device device, model::ParseDevice(opts.device));
+  // Flags are checked before anything is read.
+  OPENRL_RETURN_IF_ERROR(model::ParseDtype(opts.dtype).status());
+  OPENRL_RETURN_IF_ERROR(model::ParseDevice(opts.device).status());
   std::string dir = opts.model_dir;
   if (model::IsGgufFile(dir)) {
     OPENRL_ASSIGN_OR_RETURN(dir, model::ImportGgufCached(dir));
   }
-  OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(dir, {dtype, device}));
-  m.model = m.dir.model.get();
-  if (!opts.adapter_dir.empty()) {
-    at::ScalarType adapter_dtype = opts.fp32_adapter ? at::kFloat : dtype;
-    OPENRL_ASSIGN_OR_RETURN(m.adapter, model::LoadPeftAdapter(opts.adapter_dir, m.dir.config, adapter_dtype, device));
-  }
+  model::LoadOptions files_only;
+  files_only.weights = false;
+  OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(dir, files_only));
   namespace stdfs = std::filesystem;
   if (stdfs::exists(stdfs::path(dir) / "tokenizer.json")) {
     OPENRL_ASSIGN_OR_RETURN(m.tokenizer, tokenizer::Tokenizer::FromDirectory(dir));
@@ -51,7 +49,21 @@ Result<LoadedModel> LoadModelForCli(const ModelOptions& opts) {
         if (x.is_number_integer()) m.eos_ids.push_back(x.get<int64_t>());
   }
   if (m.eos_ids.empty()) m.eos_ids = m.dir.config.eos_token_ids;
+  if (weights) OPENRL_RETURN_IF_ERROR(LoadWeightsForCli(m, opts));
   return m;
+}
+
+Status LoadWeightsForCli(LoadedModel& m, const ModelOptions& opts) {
+  OPENRL_ASSIGN_OR_RETURN(at::ScalarType dtype, model::ParseDtype(opts.dtype));
+  OPENRL_ASSIGN_OR_RETURN(at::Device device, model::ParseDevice(opts.device));
+  OPENRL_ASSIGN_OR_RETURN(m.dir, model::LoadModelDir(m.dir.path, {dtype, device}));
+  m.model = m.dir.model.get();
+  if (!opts.adapter_dir.empty()) {
+    at::ScalarType adapter_dtype = opts.fp32_adapter ? at::kFloat : dtype;
+    OPENRL_ASSIGN_OR_RETURN(m.adapter,
+                            model::LoadPeftAdapter(opts.adapter_dir, m.dir.config, adapter_dtype, device));
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<int32_t>> PromptTokens(const LoadedModel& m, const Json& req) {

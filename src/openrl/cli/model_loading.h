@@ -35,7 +35,11 @@ struct LoadedModel {
 
 // --model takes a Hugging Face directory or a GGUF file (imported once into a cache).
 void AddModelOptions(CLI::App* sub, ModelOptions& opts);
-Result<LoadedModel> LoadModelForCli(const ModelOptions& opts);
+// With `weights` false, only config.json, generation_config.json, the tokenizer and the chat
+// template are read (`model` stays null) until LoadWeightsForCli: a command can check its input
+// before it spends the time and memory of the weights.
+Result<LoadedModel> LoadModelForCli(const ModelOptions& opts, bool weights = true);
+Status LoadWeightsForCli(LoadedModel& m, const ModelOptions& opts);
 
 // Prompt ids from {"prompt_tokens"}, {"prompt"} (tokenized) or {"messages"} (chat template).
 Result<std::vector<int32_t>> PromptTokens(const LoadedModel& m, const Json& req);

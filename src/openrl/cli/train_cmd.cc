@@ -37,21 +37,24 @@ struct TrainOptions {
 };
 
 int RunTrain(const TrainOptions& o) {
-  ModelOptions model_opts = o.model;
-  model_opts.fp32_adapter = true;  // trained adapters and their AdamW state stay fp32, as in PEFT
-  auto loaded = LoadModelForCli(model_opts);
-  if (!loaded.ok()) return PrintError(loaded.status());
-  LoadedModel& m = *loaded;
+  if (o.lora_rank < 0) return PrintError(InvalidArgument("--lora-rank must be >= 0 (0 = full fine-tuning)"));
+  if (o.micro_batch < 1 || o.batch_size < 1)
+    return PrintError(InvalidArgument("--batch-size and --micro-batch must be >= 1"));
   auto train_on = engine::ParseTrainOn(o.train_on);
   if (!train_on.ok()) return PrintError(train_on.status().WithContext("--train-on"));
+  ModelOptions model_opts = o.model;
+  model_opts.fp32_adapter = true;  // trained adapters and their AdamW state stay fp32, as in PEFT
+  // The dataset is read (and checked) with the tokenizer and config alone, before the weights.
+  auto loaded = LoadModelForCli(model_opts, /*weights=*/false);
+  if (!loaded.ok()) return PrintError(loaded.status());
+  LoadedModel& m = *loaded;
   engine::SupervisedFormat fmt;
   fmt.tokenizer = m.tokenizer.get();
   fmt.chat_template = m.chat_template ? &*m.chat_template : nullptr;
-  fmt.vocab_size = m.model->config().vocab_size;
-  if (!m.model->config().eos_token_ids.empty())
-    fmt.eos_id = static_cast<int32_t>(m.model->config().eos_token_ids[0]);
+  fmt.vocab_size = m.dir.config.vocab_size;
+  if (!m.dir.config.eos_token_ids.empty()) fmt.eos_id = static_cast<int32_t>(m.dir.config.eos_token_ids[0]);
   fmt.train_on = *train_on;
-  auto data = engine::ReadSupervisedJsonl(o.data, fmt);
+  auto data = engine::ReadSupervisedJsonl(o.data, fmt, static_cast<size_t>(at::get_num_threads()));
   if (!data.ok()) return PrintError(data.status());
   if (o.print_examples) {
     for (const auto& ex : *data)
@@ -59,11 +62,10 @@ int RunTrain(const TrainOptions& o) {
     std::cout << std::flush;
     return 0;
   }
+  if (auto st = LoadWeightsForCli(m, model_opts); !st.ok()) return PrintError(st);
   model::Transformer& base = *m.dir.model;
   std::unique_ptr<model::LoraAdapter> fresh;
   model::LoraAdapter* adapter = m.adapter.get();
-  if (o.lora_rank < 0) return PrintError(InvalidArgument("--lora-rank must be >= 0 (0 = full fine-tuning)"));
-  if (o.micro_batch < 1 || o.batch_size < 1) return PrintError(InvalidArgument("--batch-size and --micro-batch must be >= 1"));
   if (!adapter && o.lora_rank > 0) {
     model::LoraConfig lc;
     lc.rank = o.lora_rank;

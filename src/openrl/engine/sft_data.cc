@@ -1,10 +1,13 @@
 #include "openrl/engine/sft_data.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <span>
+#include <thread>
 
 namespace openrl::engine {
 namespace {
@@ -295,26 +298,60 @@ Result<SupervisedExample> ParseSupervisedExample(const OJson& line, const Superv
 }
 
 Result<std::vector<SupervisedExample>> ReadSupervisedJsonl(const std::string& path,
-                                                           const SupervisedFormat& fmt) {
+                                                           const SupervisedFormat& fmt, size_t threads) {
   std::ifstream in(path);
   if (!in) return NotFound(path + ": cannot open dataset");
-  std::vector<SupervisedExample> rows;
+  std::vector<std::pair<int64_t, std::string>> lines;  // (line number, text), blank lines left out
   std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::string where = path + ":" + std::to_string(n);
-    OJson j;
-    try {
-      j = OJson::parse(line);
-    } catch (const OJson::parse_error& e) {
-      return InvalidArgument(where + ": invalid JSON: " + e.what());
-    }
-    Result<SupervisedExample> ex = ParseSupervisedExample(j, fmt);
-    if (!ex.ok()) return ex.status().WithContext(where);
-    rows.push_back(std::move(ex).value());
-  }
+  for (int64_t n = 1; std::getline(in, line); ++n)
+    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.emplace_back(n, std::move(line));
   if (in.bad()) return DataLoss(path + ": read error");
-  if (rows.empty()) return InvalidArgument(path + ": dataset is empty");
+  if (lines.empty()) return InvalidArgument(path + ": dataset is empty");
+
+  // Rendering and tokenizing dominate; the template and tokenizer are safe to share. Each thread
+  // takes the next unread line; after an error, lines past it are skipped and the first bad line in
+  // the file is reported, whichever thread met it.
+  std::vector<SupervisedExample> rows(lines.size());
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  size_t first_bad = lines.size();
+  Status error = Status::Ok();
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < lines.size();) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (i > first_bad) return;
+      }
+      const std::string where = path + ":" + std::to_string(lines[i].first);
+      Status st = Status::Ok();
+      try {
+        Result<SupervisedExample> ex = ParseSupervisedExample(OJson::parse(lines[i].second), fmt);
+        if (ex.ok())
+          rows[i] = std::move(ex).value();
+        else
+          st = ex.status().WithContext(where);
+      } catch (const OJson::parse_error& e) {
+        st = InvalidArgument(where + ": invalid JSON: " + e.what());
+      } catch (const std::exception& e) {  // a failure that is not the line's fault (e.g. memory)
+        st = Internal(where + ": " + e.what());
+      }
+      lines[i].second = std::string();  // the text is no longer needed
+      if (!st.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (i < first_bad) {
+          first_bad = i;
+          error = std::move(st);
+        }
+      }
+    }
+  };
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  threads = std::min(threads, lines.size());
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (!error.ok()) return error;
   return rows;
 }
 

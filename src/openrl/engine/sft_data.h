@@ -70,15 +70,16 @@ struct RenderedSpans {
 // `special_tokens`: the tokenizer's special tokens, among which is the end-of-turn token.
 Result<RenderedSpans> RenderAssistantSpans(
     const chat::ChatTemplate& tmpl, const nlohmann::ordered_json& messages,
-    const nlohmann::ordered_json& tools, TrainOn train_on,
+    const nlohmann::ordered_json& tools, TrainOn train_on, std::span<const std::string> special_tokens,
     const nlohmann::ordered_json& extra = nlohmann::ordered_json::object());
 
 // One JSON line (parsed keeping key order). Errors name the field; the caller adds file and line.
 Result<SupervisedExample> ParseSupervisedExample(const nlohmann::ordered_json& line,
                                                  const SupervisedFormat& fmt);
 
-// A JSONL file of such lines (blank lines skipped). Errors name "path:line".
+// A JSONL file of such lines (blank lines skipped), in file order. Lines are parsed on `threads`
+// threads (0: one per core). An error names "path:line" of the first bad line in the file.
 Result<std::vector<SupervisedExample>> ReadSupervisedJsonl(const std::string& path,
-                                                           const SupervisedFormat& fmt);
+                                                           const SupervisedFormat& fmt, size_t threads = 0);
 
 }  // namespace openrl::engine

@@ -111,6 +111,7 @@ Result<ModelDir> LoadModelDir(const std::string& dir, const LoadOptions& opts) {
   if (stdfs::exists(gen)) {
     OPENRL_ASSIGN_OR_RETURN(out.generation_config, ReadJsonFile(gen.string()));
   }
+  if (!opts.weights) return out;
   OPENRL_ASSIGN_OR_RETURN(auto ckpt, formats::ShardedCheckpoint::Open(dir));
   at::ScalarType dtype = at::kFloat;
   if (opts.dtype) {

@@ -29,6 +29,7 @@ Result<at::Tensor> TensorFromView(const formats::TensorView& view, std::string_v
 struct LoadOptions {
   std::optional<at::ScalarType> dtype;  // default: the checkpoint's torch_dtype
   at::Device device = at::kCPU;
+  bool weights = true;  // false: config.json and generation_config.json only (ModelDir::model stays null)
 };
 
 struct ModelDir {
