@@ -52,13 +52,16 @@ def engine_metrics(server: Server) -> dict:
             "passes": m.get("openrl_engine_runs_per_pass_count", 0.0),
             "runs_in_passes": m.get("openrl_engine_runs_per_pass_sum", 0.0),
             "buckets": {k.split('le="', 1)[1].rstrip('"}'): v for k, v in m.items()
-                        if k.startswith("openrl_engine_runs_per_pass_bucket")}}
+                        if k.startswith("openrl_engine_runs_per_pass_bucket")},
+            "work": {k.split('work="', 1)[1].rstrip('"}'): v for k, v in m.items()
+                     if k.startswith("openrl_engine_work_seconds_total{")}}
 
 
 def delta(a: dict, b: dict) -> dict:
     return {"busy_s": b["busy"] - a["busy"], "cycles": int(b["cycles"] - a["cycles"]),
             "passes": int(b["passes"] - a["passes"]), "runs_in_passes": int(b["runs_in_passes"] - a["runs_in_passes"]),
-            "buckets": {k: int(b["buckets"][k] - a["buckets"].get(k, 0)) for k in b["buckets"]}}
+            "buckets": {k: int(b["buckets"][k] - a["buckets"].get(k, 0)) for k in b["buckets"]},
+            "work_s": {k: b["work"][k] - a["work"].get(k, 0.0) for k in b["work"]}}
 
 
 def wait_cycles(server: Server, cycles: float, timeout: float = 30.0) -> dict:
@@ -355,6 +358,13 @@ def main() -> None:
                   f"**{c['engine_busy_fraction']:.0%}** | {c['mean_runs_per_pass']:.2f} | "
                   f"{c['engine_s_per_step']:.3f} | {c['mean_step_s']:.3f} | {c['mean_sample_s']:.3f} | "
                   f"{c['mean_train_s']:.3f} |")
+        kinds = sorted({k for c in rl["configs"] for k in c["engine"]["work_s"]})
+        print("\nEngine seconds per RL step, by kind of work (openrl_engine_work_seconds_total):")
+        print("| clients | " + " | ".join(kinds) + " |")
+        print("|---:|" + "---:|" * len(kinds))
+        for c in rl["configs"]:
+            w = c["engine"]["work_s"]
+            print(f"| {c['clients']} | " + " | ".join(f"{w.get(k, 0.0) / c['steps']:.3f}" for k in kinds) + " |")
     if "packing" in result:
         p0 = result["packing"][0]
         print(f"\nPacked clock cycle vs run-by-run: each run one forward_backward of {p0['datums']} x "

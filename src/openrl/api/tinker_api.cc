@@ -68,6 +68,7 @@ Result<ApiKey> TinkerApi::Impl::Authenticate(const http::Request& req) {
 
 http::Handler TinkerApi::Impl::Authed(AuthedHandler h) {
   return [this, h = std::move(h)](const http::Request& req) -> http::Response {
+    engine::SerialTensorWorkOnThisThread();  // handlers' tensor work is light; the engine's team stays alone
     Result<ApiKey> key = Authenticate(req);
     if (!key.ok()) return Problem(key.status(), req);
     try {

@@ -1,7 +1,11 @@
 #include "openrl/engine/scheduler.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <filesystem>
+#include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "openrl/core/clock.h"
@@ -154,6 +158,33 @@ Result<std::string> Scheduler::BaseModelDir(const std::string& name) {
   return base->dir;
 }
 
+void SetTensorThreadsOfThisThread(int threads) {
+  at::internal::lazy_init_num_threads();  // this binary's flag (at::parallel_for in our kernels)
+  (void)at::get_num_threads();            // libtorch's
+  at::set_num_threads(threads);
+}
+
+void SerialTensorWorkOnThisThread() {
+  thread_local bool serial = false;
+  if (serial) return;
+  SetTensorThreadsOfThisThread(1);
+  serial = true;
+}
+
+Result<model::ModelDir> Scheduler::Impl::LoadModelDirOnOwnThread(const std::string& dir,
+                                                                 const model::LoadOptions& opts) {
+  Result<model::ModelDir> out = Internal("unreachable");
+  std::thread([&] {
+    try {
+      SetTensorThreadsOfThisThread(options.intra_op_threads);
+      out = model::LoadModelDir(dir, opts);
+    } catch (const std::exception& e) {
+      out = StatusFromException(e, dir);
+    }
+  }).join();
+  return out;
+}
+
 Result<LoadedBase*> Scheduler::Impl::LoadBase(const std::string& name) {
   std::lock_guard<std::mutex> lock(models_mu);
   auto it = bases.find(name);
@@ -170,7 +201,7 @@ Result<LoadedBase*> Scheduler::Impl::LoadBase(const std::string& name) {
   if (model::IsGgufFile(base->dir)) {
     OPENRL_ASSIGN_OR_RETURN(base->dir, model::ImportGgufCached(base->dir));
   }
-  OPENRL_ASSIGN_OR_RETURN(base->model, model::LoadModelDir(base->dir, {options.dtype, options.device}));
+  OPENRL_ASSIGN_OR_RETURN(base->model, LoadModelDirOnOwnThread(base->dir, {options.dtype, options.device}));
   base->model.model->SetRequiresGrad(false);
   if (stdfs::exists(stdfs::path(base->dir) / "tokenizer.json")) {
     OPENRL_ASSIGN_OR_RETURN(base->tokenizer, tokenizer::Tokenizer::FromDirectory(base->dir));
@@ -260,7 +291,11 @@ Status Scheduler::Start() {
                                       " files or directories that a crash had left in " +
                                       impl_->options.data_dir);
   impl_->sweep_ = [this] { return SweepExpiredCheckpoints(); };
-  impl_->engine = std::thread([this] { impl_->EngineLoop(); });
+  if (impl_->options.intra_op_threads <= 0) impl_->options.intra_op_threads = at::get_num_threads();
+  impl_->engine = std::thread([this] {
+    SetTensorThreadsOfThisThread(impl_->options.intra_op_threads);
+    impl_->EngineLoop();
+  });
   return Status::Ok();
 }
 
@@ -564,11 +599,33 @@ void Scheduler::Impl::EngineLoop() {
       reg.Counter("openrl_engine_gather_waits_total",
                   "Cycles that waited (at most the gather window) for an active client's request")
           .Get();
+  // Where the busy time goes, by kind of work (the sum over kinds is about the busy time).
+  auto& work_seconds =
+      reg.Counter("openrl_engine_work_seconds_total",
+                  "Seconds the engine spent on each kind of work: forward_backward, forward, "
+                  "optim_step, save, load, prefill (sample requests joining a generation), decode",
+                  {"work"});
+  auto timed = [&](const char* work, auto&& fn) {
+    auto start = std::chrono::steady_clock::now();
+    auto add = [&] {
+      work_seconds.With({work}).Inc(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    };
+    if constexpr (std::is_void_v<decltype(fn())>) {
+      fn();
+      add();
+    } else {
+      auto result = fn();
+      add();
+      return result;
+    }
+  };
   auto run_item = [&](RunState& run, QueuedItem& item) {
     Result<Output> out = Internal("unreachable");
-    if (auto* w = std::get_if<OptimStepWork>(&item.work)) out = RunOptimStep(run, *w);
-    if (auto* w = std::get_if<SaveWork>(&item.work)) out = RunSave(run, *w);
-    if (auto* w = std::get_if<LoadWork>(&item.work)) out = RunLoad(run, *w);
+    if (auto* w = std::get_if<OptimStepWork>(&item.work))
+      out = timed("optim_step", [&] { return RunOptimStep(run, *w); });
+    if (auto* w = std::get_if<SaveWork>(&item.work)) out = timed("save", [&] { return RunSave(run, *w); });
+    if (auto* w = std::get_if<LoadWork>(&item.work)) out = timed("load", [&] { return RunLoad(run, *w); });
     item.done(std::move(out));
   };
   std::unique_lock<std::mutex> lock(mu);
@@ -619,8 +676,8 @@ void Scheduler::Impl::EngineLoop() {
     auto t0 = std::chrono::steady_clock::now();
     for (auto* list : {&fwdbwd, &fwd_only})
       for (auto& [run, item] : *list) (void)EnsureResident(*run);  // a failure shows when the item runs
-    if (!fwdbwd.empty()) RunForwardBackward(fwdbwd);
-    if (!fwd_only.empty()) RunForwardBackward(fwd_only);
+    if (!fwdbwd.empty()) timed("forward_backward", [&] { RunForwardBackward(fwdbwd); });
+    if (!fwd_only.empty()) timed("forward", [&] { RunForwardBackward(fwd_only); });
     lock.lock();
     Retire(fwdbwd, queued);
     Retire(fwd_only, queued);
@@ -639,7 +696,7 @@ void Scheduler::Impl::EngineLoop() {
       (void)EnsureResident(*run);
       run_item(*run, *item);
     }
-    int64_t samples_done = AdmitSamples(samples);
+    int64_t samples_done = samples.empty() ? 0 : timed("prefill", [&] { return AdmitSamples(samples); });
     // Decode steps (continuous batching): requests that arrive meanwhile join between steps; the
     // cycle ends when the generations are done, or once training work is ready after a slice.
     auto decode_start = std::chrono::steady_clock::now();
@@ -647,7 +704,7 @@ void Scheduler::Impl::EngineLoop() {
       samples_done += DropCancelled();
       decoding.Set(static_cast<double>(GenerationRows()));
       if (generations.empty()) break;
-      samples_done += StepGenerations();
+      samples_done += timed("decode", [&] { return StepGenerations(); });
       lock.lock();
       queued -= samples_done;
       samples_done = 0;
@@ -658,7 +715,7 @@ void Scheduler::Impl::EngineLoop() {
                                                          std::make_move_iterator(sample_queue.end()));
       sample_queue.clear();
       lock.unlock();
-      samples_done += AdmitSamples(newcomers);
+      if (!newcomers.empty()) samples_done += timed("prefill", [&] { return AdmitSamples(newcomers); });
       if (training_ready) break;
     }
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -63,7 +63,24 @@ struct SchedulerOptions {
   // engine: short generations (an RL group) finish at once, since their clients wait on them,
   // and a long one cannot hold training back for more than about this.
   std::chrono::milliseconds decode_slice{1000};
+  // Threads of the engine's tensor work (ATen's OpenMP and MKL); 0: ATen's default on the thread
+  // that calls Start().
+  int intra_op_threads = 0;
 };
+
+// The calling thread's threads of tensor work (ATen's OpenMP and MKL) from now on, whatever
+// another thread sets later. ATen gives each thread, at its first parallel op, the count that any
+// thread set last; the flag that marks it done is an inline thread_local in ATen's headers, so
+// libtorch and this binary each hold one, and both are passed before the count is set.
+void SetTensorThreadsOfThisThread(int threads);
+
+// From now on, tensor work on the calling thread runs serially: its ATen and MKL ops start no
+// OpenMP worker threads. For the threads beside the engine that do light tensor work (the API's
+// request handlers). libgomp lets a waiting OpenMP thread sleep at once, instead of spinning, as
+// soon as the process holds more OpenMP threads than cores; then every parallel op of the engine
+// pays for waking its workers (on 2 cores a forward_backward took 1.4x as long). So the engine's
+// team should be the only one that stays.
+void SerialTensorWorkOnThisThread();
 
 // One datum of a forward/backward call: the input tokens and its loss inputs, each of shape (T,):
 // "target_tokens" (int64) and the loss's float32 inputs ("weights", "logprobs", "advantages"...).

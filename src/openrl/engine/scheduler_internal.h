@@ -96,6 +96,11 @@ struct Scheduler::Impl {
 
   // scheduler.cc
   Result<LoadedBase*> LoadBase(const std::string& name);
+  // A model directory loaded on a thread of its own with the engine's threads of tensor work
+  // (loading converts and copies every weight with parallel ops): the OpenMP workers it starts end
+  // with it instead of staying beside the engine's (see SerialTensorWorkOnThisThread). For loads
+  // that a request handler asks for.
+  Result<model::ModelDir> LoadModelDirOnOwnThread(const std::string& dir, const model::LoadOptions& opts);
   void EngineLoop();
   void PersistRunTouch(const std::string& run_id);
   // The ready item of `run`, if its next seq_id is queued (skipped seq_ids are passed over).
