@@ -171,20 +171,6 @@ void SerialTensorWorkOnThisThread() {
   serial = true;
 }
 
-Result<model::ModelDir> Scheduler::Impl::LoadModelDirOnOwnThread(const std::string& dir,
-                                                                 const model::LoadOptions& opts) {
-  Result<model::ModelDir> out = Internal("unreachable");
-  std::thread([&] {
-    try {
-      SetTensorThreadsOfThisThread(options.intra_op_threads);
-      out = model::LoadModelDir(dir, opts);
-    } catch (const std::exception& e) {
-      out = StatusFromException(e, dir);
-    }
-  }).join();
-  return out;
-}
-
 Result<LoadedBase*> Scheduler::Impl::LoadBase(const std::string& name) {
   std::lock_guard<std::mutex> lock(models_mu);
   auto it = bases.find(name);
@@ -201,7 +187,9 @@ Result<LoadedBase*> Scheduler::Impl::LoadBase(const std::string& name) {
   if (model::IsGgufFile(base->dir)) {
     OPENRL_ASSIGN_OR_RETURN(base->dir, model::ImportGgufCached(base->dir));
   }
-  OPENRL_ASSIGN_OR_RETURN(base->model, LoadModelDirOnOwnThread(base->dir, {options.dtype, options.device}));
+  OPENRL_ASSIGN_OR_RETURN(base->model, OnOwnTensorThread(base->dir, [&] {
+                            return model::LoadModelDir(base->dir, {options.dtype, options.device});
+                          }));
   base->model.model->SetRequiresGrad(false);
   if (stdfs::exists(stdfs::path(base->dir) / "tokenizer.json")) {
     OPENRL_ASSIGN_OR_RETURN(base->tokenizer, tokenizer::Tokenizer::FromDirectory(base->dir));
@@ -343,8 +331,13 @@ Result<RunInfo> Scheduler::CreateRun(const std::string& run_id, const std::strin
   run->base = base;
   std::string lora_json;
   if (full) {
-    run->own = CopyWeights(*base->model.model, at::kFloat);
-    if (!run->own) return Internal("could not copy the weights of '" + base_model + "' for full fine-tuning");
+    OPENRL_ASSIGN_OR_RETURN(
+        run->own, impl_->OnOwnTensorThread(base_model, [&]() -> Result<std::unique_ptr<model::Transformer>> {
+          auto copy = CopyWeights(*base->model.model, at::kFloat);
+          if (!copy)
+            return Internal("could not copy the weights of '" + base_model + "' for full fine-tuning");
+          return copy;
+        }));
     run->own->SetRequiresGrad(true);
     std::vector<at::Tensor> params;
     for (auto& [name, t] : run->own->NamedParameters()) params.push_back(t);

@@ -96,11 +96,23 @@ struct Scheduler::Impl {
 
   // scheduler.cc
   Result<LoadedBase*> LoadBase(const std::string& name);
-  // A model directory loaded on a thread of its own with the engine's threads of tensor work
-  // (loading converts and copies every weight with parallel ops): the OpenMP workers it starts end
-  // with it instead of staying beside the engine's (see SerialTensorWorkOnThisThread). For loads
-  // that a request handler asks for.
-  Result<model::ModelDir> LoadModelDirOnOwnThread(const std::string& dir, const model::LoadOptions& opts);
+  // Runs `fn` (which returns a Result) on a thread of its own with the engine's threads of tensor
+  // work: the OpenMP workers it starts end with it instead of staying beside the engine's (see
+  // SerialTensorWorkOnThisThread). For the heavy tensor work a request handler asks for: loading
+  // or copying every weight of a model. An exception becomes an error naming `context`.
+  template <typename F>
+  auto OnOwnTensorThread(const std::string& context, F&& fn) -> decltype(fn()) {
+    decltype(fn()) out = Internal("unreachable");
+    std::thread([&] {
+      try {
+        SetTensorThreadsOfThisThread(options.intra_op_threads);
+        out = fn();
+      } catch (const std::exception& e) {
+        out = StatusFromException(e, context);
+      }
+    }).join();
+    return out;
+  }
   void EngineLoop();
   void PersistRunTouch(const std::string& run_id);
   // The ready item of `run`, if its next seq_id is queued (skipped seq_ids are passed over).

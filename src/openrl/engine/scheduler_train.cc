@@ -469,8 +469,9 @@ Status Scheduler::Impl::LoadSamplerWeights(const std::string& path, SamplerState
   OPENRL_ASSIGN_OR_RETURN(CheckpointInfo ckpt, FindCheckpoint(db, p));
   if (stdfs::exists(ckpt.path + "/config.json")) {  // full fine-tuning: every weight
     OPENRL_ASSIGN_OR_RETURN(
-        model::ModelDir loaded,
-        LoadModelDirOnOwnThread(ckpt.path, {sampler.base->model.model->dtype(), options.device}));
+        model::ModelDir loaded, OnOwnTensorThread(ckpt.path, [&] {
+          return model::LoadModelDir(ckpt.path, {sampler.base->model.model->dtype(), options.device});
+        }));
     loaded.model->SetRequiresGrad(false);
     sampler.weights = std::shared_ptr<const model::Transformer>(std::move(loaded.model));
     return Status::Ok();
