@@ -39,16 +39,7 @@ Result<LoadedModel> LoadModelForCli(const ModelOptions& opts, bool weights) {
     auto t = chat::ChatTemplate::FromDirectory(dir);
     if (t.ok()) m.chat_template = std::move(t).value();
   }
-  // Stop ids: generation_config.json's eos_token_id, else config.json's.
-  const Json& gen = m.dir.generation_config;
-  if (gen.contains("eos_token_id")) {
-    const Json& e = gen["eos_token_id"];
-    if (e.is_number_integer()) m.eos_ids.push_back(e.get<int64_t>());
-    if (e.is_array())
-      for (const Json& x : e)
-        if (x.is_number_integer()) m.eos_ids.push_back(x.get<int64_t>());
-  }
-  if (m.eos_ids.empty()) m.eos_ids = m.dir.config.eos_token_ids;
+  m.eos_ids = model::StopTokenIds(m.dir);
   if (weights) OPENRL_RETURN_IF_ERROR(LoadWeightsForCli(m, opts));
   return m;
 }

@@ -78,7 +78,7 @@ void SetTensorThreadsOfThisThread(int threads);
 // OpenMP worker threads. For the threads beside the engine that do light tensor work (the API's
 // request handlers). libgomp lets a waiting OpenMP thread sleep at once, instead of spinning, as
 // soon as the process holds more OpenMP threads than cores; then every parallel op of the engine
-// pays for waking its workers (on 2 cores a forward_backward took 1.4x as long). So the engine's
+// pays for waking its workers (on 2 cores a forward_backward took 1.36x as long). So the engine's
 // team should be the only one that stays.
 void SerialTensorWorkOnThisThread();
 

@@ -91,15 +91,7 @@ Result<LoadedBase*> Scheduler::Impl::LoadBase(const std::string& name) {
   if (stdfs::exists(stdfs::path(base->dir) / "tokenizer.json")) {
     OPENRL_ASSIGN_OR_RETURN(base->tokenizer, tokenizer::Tokenizer::FromDirectory(base->dir));
   }
-  const Json& gen = base->model.generation_config;
-  if (gen.contains("eos_token_id")) {
-    const Json& e = gen["eos_token_id"];
-    if (e.is_number_integer()) base->eos_ids.push_back(e.get<int64_t>());
-    if (e.is_array())
-      for (const Json& x : e)
-        if (x.is_number_integer()) base->eos_ids.push_back(x.get<int64_t>());
-  }
-  if (base->eos_ids.empty()) base->eos_ids = base->model.config.eos_token_ids;
+  base->eos_ids = model::StopTokenIds(base->model);
   base->info.name = name;
   base->info.path = p->second;
   base->info.max_context = base->model.config.max_position_embeddings;

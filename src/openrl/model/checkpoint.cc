@@ -97,6 +97,13 @@ Result<at::Tensor> TensorFromView(const formats::TensorView& view, std::string_v
   return t;
 }
 
+std::vector<int64_t> StopTokenIds(const ModelDir& dir) {
+  std::vector<int64_t> ids;
+  if (dir.generation_config.is_object() && dir.generation_config.contains("eos_token_id"))
+    ids = EosTokenIds(dir.generation_config["eos_token_id"]);
+  return ids.empty() ? dir.config.eos_token_ids : ids;
+}
+
 Result<ModelConfig> ReadModelConfig(const std::string& dir) {
   stdfs::path p = stdfs::path(dir) / "config.json";
   if (!stdfs::exists(p)) return NotFound(dir + ": no config.json (not a Hugging Face model directory)");

@@ -39,6 +39,9 @@ struct ModelDir {
   std::unique_ptr<Transformer> model;
 };
 
+// The ids that end a generation: generation_config.json's eos_token_id, else config.json's.
+std::vector<int64_t> StopTokenIds(const ModelDir& dir);
+
 // Reads config.json only (no weights): enough for `openrl model info`.
 Result<ModelConfig> ReadModelConfig(const std::string& dir);
 Result<ModelDir> LoadModelDir(const std::string& dir, const LoadOptions& opts = {});

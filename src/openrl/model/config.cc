@@ -3,6 +3,15 @@
 #include <cmath>
 
 namespace openrl::model {
+
+std::vector<int64_t> EosTokenIds(const Json& field) {
+  std::vector<int64_t> ids;
+  if (field.is_number_integer()) ids.push_back(field.get<int64_t>());
+  if (field.is_array())
+    for (const Json& x : field)
+      if (x.is_number_integer()) ids.push_back(x.get<int64_t>());
+  return ids;
+}
 namespace {
 
 Result<RopeParams> ParseRope(const Json& j, double default_theta, std::string_view where) {
@@ -220,13 +229,7 @@ Result<ModelConfig> ModelConfig::FromJson(const Json& root, std::string_view src
   c.bos_token_id = read_id("bos_token_id");
   c.pad_token_id = read_id("pad_token_id");
   const Json& eos_src = j.contains("eos_token_id") ? j : root;
-  if (eos_src.contains("eos_token_id")) {
-    const Json& e = eos_src["eos_token_id"];
-    if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int64_t>());
-    else if (e.is_array())
-      for (const Json& x : e)
-        if (x.is_number_integer()) c.eos_token_ids.push_back(x.get<int64_t>());
-  }
+  if (eos_src.contains("eos_token_id")) c.eos_token_ids = EosTokenIds(eos_src["eos_token_id"]);
   return c;
 }
 

@@ -13,6 +13,10 @@
 
 namespace openrl::model {
 
+// The ids of an `eos_token_id` field: one id or a list of them (entries that are not integers are
+// skipped; a missing or null field gives none).
+std::vector<int64_t> EosTokenIds(const Json& field);
+
 enum class Family { kLlama, kQwen3, kGemma3 };
 std::string_view FamilyName(Family f);
 
