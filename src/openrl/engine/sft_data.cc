@@ -153,6 +153,14 @@ Status NeedTokenizer(const SupervisedFormat& fmt, const char* what, bool chat) {
   return Status::Ok();
 }
 
+// Whether the EOS goes after `text`: there is one, and the text does not already end with it.
+bool NeedsEos(const SupervisedFormat& fmt, const std::string& text) {
+  if (fmt.eos_id < 0) return false;
+  std::optional<std::string> eos = fmt.tokenizer->IdToToken(fmt.eos_id);
+  return !eos || eos->empty() || text.size() < eos->size() ||
+         text.compare(text.size() - eos->size(), eos->size(), *eos) != 0;
+}
+
 Result<SupervisedExample> FromTokens(const OJson& line, int64_t vocab_size) {
   SupervisedExample ex;
   OPENRL_ASSIGN_OR_RETURN(ex.tokens, TokenIdList(line, "tokens", vocab_size, ""));
@@ -247,7 +255,7 @@ Result<SupervisedExample> ParseSupervisedExample(const OJson& line, const Superv
     if (!text->is_string()) return InvalidArgument("field 'text' must be a string");
     if (Status st = NeedTokenizer(fmt, "'text'", false); !st.ok()) return st;
     ex.tokens = fmt.tokenizer->Encode(text->get<std::string>(), true);
-    if (fmt.eos_id >= 0) ex.tokens.push_back(fmt.eos_id);
+    if (NeedsEos(fmt, text->get<std::string>())) ex.tokens.push_back(fmt.eos_id);
     ex.weights.assign(ex.tokens.size(), 1.0f);
   } else if (prompt != nullptr || completion != nullptr) {
     if (prompt == nullptr || completion == nullptr)
@@ -258,7 +266,7 @@ Result<SupervisedExample> ParseSupervisedExample(const OJson& line, const Superv
       ex.tokens = fmt.tokenizer->Encode(prompt->get<std::string>(), true);
       ex.weights.assign(ex.tokens.size(), 0.0f);
       std::vector<int32_t> c = fmt.tokenizer->Encode(completion->get<std::string>(), false);
-      if (fmt.eos_id >= 0) c.push_back(fmt.eos_id);
+      if (NeedsEos(fmt, completion->get<std::string>())) c.push_back(fmt.eos_id);
       ex.tokens.insert(ex.tokens.end(), c.begin(), c.end());
       ex.weights.insert(ex.weights.end(), c.size(), 1.0f);
     } else if (prompt->is_array() && completion->is_array()) {

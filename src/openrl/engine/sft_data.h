@@ -3,6 +3,7 @@
 //
 //   {"tokens": [ids], "weights"?: [w]}   explicit; weights default to 1 on every token
 //   {"text": "..."}                       BOS (if the tokenizer adds one) + text + EOS, all trained
+//                                         (EOS: SupervisedFormat::eos_id, unless the text ends with it)
 //   {"prompt": "...", "completion": "..."}
 //                                         prompt (with BOS), completion + EOS; only the completion
 //                                         and EOS are trained
@@ -55,7 +56,9 @@ struct SupervisedFormat {
   const tokenizer::Tokenizer* tokenizer = nullptr;    // needed by every format but "tokens"
   const chat::ChatTemplate* chat_template = nullptr;  // needed by the conversational ones
   int64_t vocab_size = 0;
-  int32_t eos_id = -1;  // appended after {"text"} and {"prompt","completion"} text; -1 = none
+  // Appended after {"text"} and {"prompt","completion"} text unless it already ends with that token's
+  // text (as TRL does); -1 = none.
+  int32_t eos_id = -1;
   TrainOn train_on = TrainOn::kAssistant;
 };
 
