@@ -3,10 +3,12 @@
 Checks the built-in routes, that /metrics counts the requests made, that malformed and oversized
 requests get 4xx problems without hurting the server, and that SIGTERM/SIGINT exit 0.
 """
+import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -14,12 +16,12 @@ import httpx
 import pytest
 
 
-def start_server(openrl_bin, *args):
+def start_server(openrl_bin, *args, env=None):
     # A data directory of its own: one server at a time may serve a directory.
     data = tempfile.mkdtemp(prefix="openrl-http-test-")
     proc = subprocess.Popen(
         [str(openrl_bin), "serve", "--port", "0", "--data-dir", data, *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
     match = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)\n", line)
     if not match:
@@ -269,3 +271,40 @@ def test_mutated_http_requests_never_crash_the_server(server):
     assert not bad, "\n".join(map(str, bad[:20]))
     assert proc.poll() is None
     assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+
+
+def engine_tensor_threads(url):
+    """The engine's tensor threads as /metrics reports them (the engine thread sets the gauge as it
+    starts, which may be just after the server listens)."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        m = re.search(r"^openrl_engine_tensor_threads (\S+)$", httpx.get(url + "/metrics").text, re.M)
+        if m:
+            return float(m.group(1))
+        time.sleep(0.05)
+    raise AssertionError("/metrics has no openrl_engine_tensor_threads")
+
+
+def test_engine_threads_come_from_the_flag_else_omp_num_threads_else_atens_default(openrl_bin):
+    """--engine-threads sets the engine's tensor threads; without it, ATen's default in that
+    environment (OMP_NUM_THREADS, at most one per core; else one per core), which torch reports."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+    def torch_default(extra_env):
+        return int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                                  env={**env, **extra_env}, capture_output=True, text=True, check=True).stdout)
+
+    cases = [(["--engine-threads", "1"], {}, 1), (["--engine-threads", "3"], {"OMP_NUM_THREADS": "1"}, 3),
+             ([], {"OMP_NUM_THREADS": "1"}, 1), ([], {}, torch_default({})),
+             ([], {"OMP_NUM_THREADS": "3"}, torch_default({"OMP_NUM_THREADS": "3"}))]
+    assert cases[3][2] >= 1
+    for args, extra_env, want in cases:
+        proc, url, _ = start_server(openrl_bin, *args, env={**env, **extra_env})
+        try:
+            assert engine_tensor_threads(url) == want, (args, extra_env)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+    bad = subprocess.run([str(openrl_bin), "serve", "--port", "0", "--engine-threads", "-1", "--data-dir",
+                          tempfile.mkdtemp(prefix="openrl-http-test-")], capture_output=True, text=True, timeout=20)
+    assert bad.returncode != 0 and "--engine-threads must be >= 0" in bad.stderr

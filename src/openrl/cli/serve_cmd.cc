@@ -78,7 +78,11 @@ OPENRL_CLI_COMMAND("serve", [](CLI::App& app) {
   auto* sub = app.add_subcommand("serve", "Run the OpenRL HTTP server");
   sub->add_option("--host", flags->host, "Address to listen on")->capture_default_str();
   sub->add_option("--port", flags->port, "Port (0: pick a free one)")->capture_default_str();
-  sub->add_option("--threads", flags->threads, "Worker threads (0: one per core)");
+  sub->add_option("--threads", flags->threads, "HTTP worker threads (0: one per core)");
+  sub->add_option(
+         "--engine-threads", flags->api.engine_threads,
+         "Threads of the engine's tensor work (0: $OMP_NUM_THREADS up to one per core, else one per core)")
+      ->capture_default_str();
   sub->add_option("--max-body-mb", flags->max_body_mb, "Largest request body in MiB")
       ->capture_default_str();
   sub->add_option("--shutdown-seconds", flags->shutdown_seconds,

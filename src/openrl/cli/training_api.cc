@@ -60,6 +60,8 @@ Result<std::unique_ptr<TrainingApi>> StartTrainingApi(const TrainingApiOptions& 
   so.max_resident_runs = o.max_resident_runs;
   if (o.max_kv_cache_mb < 1) return InvalidArgument("--max-kv-cache-mb must be at least 1");
   so.max_kv_cache_bytes = o.max_kv_cache_mb << 20;
+  if (o.engine_threads < 0) return InvalidArgument("--engine-threads must be >= 0 (0: ATen's default)");
+  so.intra_op_threads = o.engine_threads;
   t->scheduler = std::make_unique<engine::Scheduler>(*t->db, so);
   for (const std::string& spec : o.base_models) {
     size_t eq = spec.find('=');

@@ -26,6 +26,7 @@ struct TrainingApiOptions {
   int64_t session_timeout_seconds = 1800;
   int64_t max_resident_runs = 64;  // beyond: least recently used run states offloaded to disk
   int64_t max_kv_cache_mb = 8192;  // keys and values of one model's running generations
+  int engine_threads = 0;          // the engine's tensor threads; 0: ATen's default
   std::string public_url;                // origin of signed download URLs ("" → the request's Host)
   int64_t download_url_ttl_seconds = 3600;
 };

@@ -471,6 +471,10 @@ void Scheduler::Impl::EngineLoop() {
   auto& cycles = reg.Counter("openrl_engine_cycles_total", "Clock cycles executed").Get();
   auto& depth = reg.Gauge("openrl_engine_queued_requests", "Requests queued for the engine").Get();
   auto& decoding = reg.Gauge("openrl_engine_generation_rows", "Sample rows decoding in running generations").Get();
+  // What this thread's tensor work runs on, as ATen reports it here (not the option asked for).
+  reg.Gauge("openrl_engine_tensor_threads", "Threads of the engine's tensor work (ATen intra-op)")
+      .Get()
+      .Set(at::get_num_threads());
   auto& weight_bytes = reg.Gauge("openrl_model_weight_bytes",
                                  "Bytes of weights a served base model holds: its parameters, and the copies "
                                  "made for faster inference (fp32 on CPU: the decode steps' blocked weights)",
