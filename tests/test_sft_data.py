@@ -132,7 +132,9 @@ def test_train_on_all_trains_every_token(models, openrl_bin, tmp_path, family):
 def test_qwen3_reasoning_and_tool_calls(models, openrl_bin, tmp_path):
     """Qwen 3 renders a turn's reasoning only after the last user message, and tool calls after the
     content: both stay inside the trained turn; earlier turns are trained without their reasoning,
-    as the template renders them."""
+    as the template renders them. (The template splits reasoning out of the content, so the one
+    render that locates every content at once cannot serve it: this covers locating them one
+    message at a time.)"""
     d, tok = models["qwen3"]
     tools = [{"type": "function", "function": {"name": "add", "description": "Add two integers",
                                                "parameters": {"type": "object", "properties": {

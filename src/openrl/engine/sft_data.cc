@@ -61,6 +61,44 @@ std::optional<ContentAt> LocateContent(const chat::ChatTemplate& tmpl, const OJs
   return out;
 }
 
+// Where every message's content lies in `full`, from one render in which each message's content
+// is a distinct marker. When putting the contents back in place of their markers gives `full`
+// exactly, each range is known; nullopt when it does not (a template that transforms or branches on
+// content, a content that is not a string) or a marker is missing or repeated, and the caller then
+// locates contents one message at a time.
+std::optional<std::vector<ContentAt>> LocateAllContents(const chat::ChatTemplate& tmpl, const OJson& messages,
+                                                        const OJson& tools, const OJson& extra,
+                                                        const std::string& full) {
+  OJson marked = messages;
+  std::vector<std::string> markers, contents;
+  for (size_t k = 0; k < messages.size(); ++k) {
+    auto c = messages[k].find("content");
+    if (c == messages[k].end() || !(c->is_string() || c->is_null())) return std::nullopt;
+    markers.push_back("\x01" + std::to_string(k) + "\x02");
+    contents.push_back(c->is_string() ? c->get<std::string>() : std::string());
+    marked[k]["content"] = markers.back();
+  }
+  Result<std::string> r = tmpl.Render(marked, false, tools, extra);
+  if (!r.ok()) return std::nullopt;
+  const std::string& text = *r;
+  std::vector<ContentAt> out;
+  std::string rebuilt;
+  rebuilt.reserve(full.size());
+  size_t from = 0;
+  for (size_t k = 0; k < markers.size(); ++k) {
+    size_t at = text.find(markers[k], from);
+    if (at == std::string::npos || text.find(markers[k], at + 1) != std::string::npos) return std::nullopt;
+    rebuilt.append(text, from, at - from);
+    if (rebuilt.size() > full.size() || full.compare(0, rebuilt.size(), rebuilt) != 0) return std::nullopt;
+    out.push_back({rebuilt.size(), rebuilt.size() + contents[k].size()});
+    rebuilt += contents[k];
+    from = at + markers[k].size();
+  }
+  rebuilt.append(text, from, std::string::npos);
+  if (rebuilt != full) return std::nullopt;
+  return out;
+}
+
 // Position just after the first special token (e.g. <|im_end|>, <|eot_id|>, <end_of_turn>) that
 // starts in full[from, limit), or npos.
 size_t AfterFirstSpecial(const std::string& full, size_t from, size_t limit,
@@ -82,13 +120,20 @@ size_t AfterFirstSpecial(const std::string& full, size_t from, size_t limit,
 // is trained as the model would write it) through the first special token after its content (the
 // end of turn, which teaches the model to stop). Text after that token (a newline, the next
 // header) is the next prompt's, not the model's.
+// `contents`: every message's content located by LocateAllContents, or null to locate them one at
+// a time.
 Result<std::pair<size_t, size_t>> AssistantSpan(const chat::ChatTemplate& tmpl, const OJson& messages,
                                                 size_t i, const OJson& tools, const OJson& extra,
                                                 const std::string& full,
-                                                std::span<const std::string> specials) {
+                                                std::span<const std::string> specials,
+                                                const std::vector<ContentAt>* contents) {
   const std::string where = "messages[" + std::to_string(i) + "]";
+  auto locate = [&](size_t k) -> std::optional<ContentAt> {
+    if (contents != nullptr) return (*contents)[k];
+    return LocateContent(tmpl, messages, k, tools, extra, full);
+  };
   Result<std::string> before = tmpl.Render(Prefix(messages, i), true, tools, extra);
-  std::optional<ContentAt> content = LocateContent(tmpl, messages, i, tools, extra, full);
+  std::optional<ContentAt> content = locate(i);
   size_t begin;
   if (before.ok() && StartsWith(full, *before) && (!content || before->size() <= content->begin)) {
     begin = before->size();
@@ -103,9 +148,7 @@ Result<std::pair<size_t, size_t>> AssistantSpan(const chat::ChatTemplate& tmpl, 
   size_t scan_from = content && content->end ? *content->end : begin;
   size_t limit = full.size();
   if (i + 1 < messages.size()) {
-    if (auto next = LocateContent(tmpl, messages, i + 1, tools, extra, full);
-        next && next->begin >= scan_from)
-      limit = next->begin;
+    if (auto next = locate(i + 1); next && next->begin >= scan_from) limit = next->begin;
   }
   size_t end = AfterFirstSpecial(full, scan_from, limit, specials);
   if (end == std::string::npos) {
@@ -212,9 +255,12 @@ Result<RenderedSpans> RenderAssistantSpans(const chat::ChatTemplate& tmpl, const
   }
   if (assistants.empty()) return InvalidArgument("field 'messages' has no assistant message to train on");
   if (train_on == TrainOn::kLastAssistant) assistants.erase(assistants.begin(), assistants.end() - 1);
+  // One render locates every content (else 4 renders per assistant message); a template it cannot
+  // serve is handled one message at a time, as before.
+  std::optional<std::vector<ContentAt>> contents = LocateAllContents(tmpl, messages, tools, extra, out.text);
   for (size_t i : assistants) {
-    OPENRL_ASSIGN_OR_RETURN(auto span,
-                            AssistantSpan(tmpl, messages, i, tools, extra, out.text, special_tokens));
+    OPENRL_ASSIGN_OR_RETURN(auto span, AssistantSpan(tmpl, messages, i, tools, extra, out.text,
+                                                     special_tokens, contents ? &*contents : nullptr));
     if (!out.spans.empty() && span.first < out.spans.back().second)
       return InvalidArgument("messages[" + std::to_string(i) +
                              "]: its text overlaps the previous assistant message's");
