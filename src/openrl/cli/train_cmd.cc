@@ -1,15 +1,23 @@
 // `openrl train`: supervised fine-tuning of a model directory on a JSONL dataset (formats in
 // engine/sft_data.h: tokens, text, prompt/completion, chat messages with assistant-only loss), with
-// LoRA (default) or full fine-tuning. One JSON line per step on stdout; the result is a PEFT
-// adapter directory (LoRA) or a Hugging Face model directory (full).
+// LoRA (default) or full fine-tuning; for --steps or --epochs, in file or shuffled order, with a
+// learning-rate schedule and held-out evaluation. One JSON line per step (and per evaluation) on
+// stdout, a progress bar on stderr; the result is a PEFT adapter directory (LoRA) or a Hugging Face
+// model directory (full).
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <iostream>
+#include <numeric>
 #include <random>
 
 #include "openrl/cli/command.h"
 #include "openrl/cli/model_loading.h"
 #include "openrl/cli/profiling.h"
+#include "openrl/core/progress.h"
+#include "openrl/engine/lr_schedule.h"
 #include "openrl/engine/sft_data.h"
 #include "openrl/engine/trainer.h"
 #include "openrl/model/peft_io.h"
@@ -27,6 +35,12 @@ struct TrainOptions {
   double lora_alpha = 16;
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
   int64_t steps = 10;
+  double epochs = 0;  // > 0: the steps that pass over the dataset this many times
+  bool shuffle = false;
+  std::string lr_schedule = "constant";
+  int64_t warmup_steps = 0;
+  std::string eval_data;
+  int64_t eval_every = 0;  // 0: before the first step and after the last only
   int64_t batch_size = 8;
   int64_t micro_batch = 8;
   double lr = 1e-4, weight_decay = 0.0, clip = 1.0, beta2 = 0.999, eps = 1e-8;
@@ -40,6 +54,17 @@ int RunTrain(const TrainOptions& o) {
   if (o.lora_rank < 0) return PrintError(InvalidArgument("--lora-rank must be >= 0 (0 = full fine-tuning)"));
   if (o.micro_batch < 1 || o.batch_size < 1)
     return PrintError(InvalidArgument("--batch-size and --micro-batch must be >= 1"));
+  if (o.steps < 0)
+    return PrintError(InvalidArgument("--steps must be >= 0 (0: write the untrained adapter)"));
+  if (!(o.epochs >= 0) || !std::isfinite(o.epochs))
+    return PrintError(InvalidArgument("--epochs must be > 0"));
+  if (o.warmup_steps < 0) return PrintError(InvalidArgument("--warmup-steps must be >= 0"));
+  if (o.eval_every < 0)
+    return PrintError(InvalidArgument("--eval-every must be >= 0 (0 = first and last step only)"));
+  if (o.eval_every > 0 && o.eval_data.empty())
+    return PrintError(InvalidArgument("--eval-every needs --eval-data"));
+  auto schedule_kind = engine::ParseLrSchedule(o.lr_schedule);
+  if (!schedule_kind.ok()) return PrintError(schedule_kind.status().WithContext("--lr-schedule"));
   auto train_on = engine::ParseTrainOn(o.train_on);
   if (!train_on.ok()) return PrintError(train_on.status().WithContext("--train-on"));
   ModelOptions model_opts = o.model;
@@ -62,6 +87,12 @@ int RunTrain(const TrainOptions& o) {
   fmt.train_on = *train_on;
   auto data = engine::ReadSupervisedJsonl(o.data, fmt, static_cast<size_t>(at::get_num_threads()));
   if (!data.ok()) return PrintError(data.status());
+  std::vector<engine::SupervisedExample> eval;
+  if (!o.eval_data.empty() && !o.print_examples) {
+    auto e = engine::ReadSupervisedJsonl(o.eval_data, fmt, static_cast<size_t>(at::get_num_threads()));
+    if (!e.ok()) return PrintError(e.status());
+    eval = std::move(e).value();
+  }
   if (o.print_examples) {
     for (const auto& ex : *data)
       std::cout << Json{{"tokens", ex.tokens}, {"weights", ex.weights}}.dump() << "\n";
@@ -93,16 +124,57 @@ int RunTrain(const TrainOptions& o) {
   engine::AdamParams hp{o.lr, 0.9, o.beta2, o.eps, o.weight_decay, o.clip};
   at::manual_seed(o.seed);  // LoRA dropout draws from the default generator
   const auto& rows = *data;
-  for (int64_t step = 0; step < o.steps; ++step) {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const int64_t steps =
+      o.epochs > 0
+          ? std::max<int64_t>(
+                1, static_cast<int64_t>(std::ceil(
+                       o.epochs * static_cast<double>(n) / static_cast<double>(o.batch_size) - 1e-9)))
+          : o.steps;
+  engine::LrSchedule schedule{*schedule_kind, o.warmup_steps, steps};
+  // Row `p` of the run (p = step * batch + i) is row order[p % n] of epoch p / n; with --shuffle each
+  // epoch has its own permutation, drawn from --seed.
+  std::vector<size_t> order(rows.size());
+  int64_t order_epoch = -1;
+  auto row_at = [&](int64_t p) -> const engine::SupervisedExample& {
+    int64_t epoch = p / n;
+    if (epoch != order_epoch) {
+      std::iota(order.begin(), order.end(), 0);
+      if (o.shuffle) {
+        std::mt19937_64 rng(o.seed + static_cast<uint64_t>(epoch));
+        std::shuffle(order.begin(), order.end(), rng);
+      }
+      order_epoch = epoch;
+    }
+    return rows[order[static_cast<size_t>(p % n)]];
+  };
+  auto evaluate = [&](int64_t after_step) -> Status {
+    std::vector<std::vector<int32_t>> seqs;
+    std::vector<std::vector<float>> ws;
+    for (const auto& ex : eval) {
+      seqs.push_back(ex.tokens);
+      ws.push_back(ex.weights);
+    }
+    OPENRL_ASSIGN_OR_RETURN(engine::StepReport r, trainer.EvaluateWeighted(seqs, ws));
+    std::cout << Json{{"step", after_step}, {"eval_loss", r.loss}, {"eval_tokens", r.tokens}}.dump() << "\n"
+              << std::flush;
+    return Status::Ok();
+  };
+  if (!eval.empty()) {
+    if (auto st = evaluate(0); !st.ok()) return PrintError(st.WithContext(o.eval_data));
+  }
+  ProgressBar bar({.label = "train", .total = steps, .unit = "step"});
+  for (int64_t step = 0; step < steps; ++step) {
     std::vector<std::vector<int32_t>> batch;
     std::vector<std::vector<float>> weights;
     for (int64_t i = 0; i < o.batch_size; ++i) {
-      const auto& ex = rows[(step * o.batch_size + i) % rows.size()];
+      const auto& ex = row_at(step * o.batch_size + i);
       batch.push_back(ex.tokens);
       weights.push_back(ex.weights);
     }
+    hp.lr = o.lr * schedule.Factor(step);
     Result<engine::StepReport> rep = InvalidArgument("unreachable");
-    bool profiled = !o.profile.empty() && step == o.steps - 1;
+    bool profiled = !o.profile.empty() && step == steps - 1;
     if (profiled) StartProfiler();
     if (step == 0 && !o.dump_grads.empty()) {
       rep = trainer.ForwardBackwardWeighted(batch, weights);
@@ -121,11 +193,26 @@ int RunTrain(const TrainOptions& o) {
     if (profiled) {
       if (auto st = StopProfiler(o.profile); !st.ok()) return PrintError(st);
     }
-    Json line = {{"step", step + 1}, {"loss", rep->loss}, {"grad_norm", rep->grad_norm},
-                 {"tokens", rep->tokens}, {"tokens_per_second", rep->tokens_per_second}};
+    Json line = {{"step", step + 1},
+                 {"epoch", static_cast<double>((step + 1) * o.batch_size) / static_cast<double>(n)},
+                 {"loss", rep->loss},
+                 {"grad_norm", rep->grad_norm},
+                 {"lr", hp.lr},
+                 {"tokens", rep->tokens},
+                 {"tokens_per_second", rep->tokens_per_second}};
     if (peak > 0) line["mfu"] = rep->mfu;
     std::cout << line.dump() << "\n" << std::flush;
+    char suffix[96];
+    std::snprintf(suffix, sizeof suffix, "loss %.4f  lr %.3g  %.0f tok/s", rep->loss, hp.lr,
+                  rep->tokens_per_second);
+    bar.SetSuffix(suffix);
+    bar.Advance();
+    bool last = step + 1 == steps;
+    if (!eval.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0))) {
+      if (auto st = evaluate(step + 1); !st.ok()) return PrintError(st.WithContext(o.eval_data));
+    }
   }
+  bar.Finish();
   if (!o.out.empty()) {
     Status st = adapter ? model::SavePeftAdapter(*adapter, o.out, o.model.model_dir)
                         : model::SaveModelDir(base, o.out, {base.dtype(), 2'000'000'000, o.model.model_dir,
@@ -155,6 +242,21 @@ void Install(CLI::App& app) {
   sub->add_option("--lora-alpha", o->lora_alpha, "LoRA alpha")->capture_default_str();
   sub->add_option("--targets", o->targets, "LoRA target modules")->capture_default_str();
   sub->add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
+  sub->add_option("--epochs", o->epochs,
+                  "train for this many passes over the dataset instead of --steps (the last step may end "
+                  "inside an epoch)");
+  sub->add_flag("--shuffle", o->shuffle,
+                "take rows in an order shuffled per epoch (from --seed); default: file order");
+  sub->add_option("--lr-schedule", o->lr_schedule,
+                  "constant | linear | cosine (to 0 at the last step), as transformers' schedulers")
+      ->capture_default_str();
+  sub->add_option("--warmup-steps", o->warmup_steps, "steps over which the learning rate rises from 0")
+      ->capture_default_str();
+  sub->add_option("--eval-data", o->eval_data,
+                  "held-out JSONL (same formats): its loss, without dropout, before the first step, every "
+                  "--eval-every steps and after the last");
+  sub->add_option("--eval-every", o->eval_every, "steps between evaluations (0 = first and last only)")
+      ->capture_default_str();
   sub->add_option("--batch-size", o->batch_size, "sequences per step")->capture_default_str();
   sub->add_option("--micro-batch", o->micro_batch, "sequences per forward/backward (accumulation)")->capture_default_str();
   sub->add_option("--lr", o->lr, "AdamW learning rate")->capture_default_str();
@@ -162,7 +264,7 @@ void Install(CLI::App& app) {
   sub->add_option("--beta2", o->beta2, "AdamW beta2")->capture_default_str();
   sub->add_option("--eps", o->eps, "AdamW epsilon")->capture_default_str();
   sub->add_option("--clip", o->clip, "gradient-norm clip (0 = off)")->capture_default_str();
-  sub->add_option("--seed", o->seed, "seed for LoRA init and dropout (rows are taken in file order)")->capture_default_str();
+  sub->add_option("--seed", o->seed, "seed for LoRA init, dropout and --shuffle")->capture_default_str();
   sub->add_flag("--checkpoint-activations", o->checkpoint, "recompute layers in backward to save memory");
   sub->add_option("--profile", o->profile, "write a Chrome trace of the last step's ops (libtorch profiler)");
   sub->add_option("--dump-grads", o->dump_grads, "write the first step's gradients as safetensors");

@@ -1,5 +1,6 @@
 #include "openrl/engine/trainer.h"
 
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
@@ -70,6 +71,17 @@ Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_
 
 Result<StepReport> Trainer::ForwardBackwardWeighted(const std::vector<std::vector<int32_t>>& sequences,
                                                     const std::vector<std::vector<float>>& weights) {
+  return Pass(sequences, weights, true);
+}
+
+Result<StepReport> Trainer::EvaluateWeighted(const std::vector<std::vector<int32_t>>& sequences,
+                                             const std::vector<std::vector<float>>& weights) {
+  c10::NoGradGuard no_grad;
+  return Pass(sequences, weights, false);
+}
+
+Result<StepReport> Trainer::Pass(const std::vector<std::vector<int32_t>>& sequences,
+                                 const std::vector<std::vector<float>>& weights, bool backward) {
   auto start = std::chrono::steady_clock::now();
   StepReport rep;
   if (!weights.empty() && weights.size() != sequences.size())
@@ -96,9 +108,11 @@ Result<StepReport> Trainer::ForwardBackwardWeighted(const std::vector<std::vecto
       total_weight += w;
     }
   }
-  if (total_targets == 0 || total_weight <= 0) return InvalidArgument("training batch has no target tokens");
+  if (total_targets == 0 || total_weight <= 0)
+    return InvalidArgument(backward ? "training batch has no target tokens"
+                                    : "evaluation data has no target tokens");
   model::LoraBatch lora;
-  lora.training = true;
+  lora.training = backward;
   if (adapter_) lora.groups.push_back({adapter_, {}});
   double loss_sum = 0;
   try {
@@ -106,7 +120,8 @@ Result<StepReport> Trainer::ForwardBackwardWeighted(const std::vector<std::vecto
       size_t end = std::min(sequences.size(), begin + static_cast<size_t>(opts_.micro_batch));
       std::vector<std::vector<int32_t>> micro(sequences.begin() + begin, sequences.begin() + end);
       OPENRL_ASSIGN_OR_RETURN(TokenBatch batch, MakeShiftedBatch(micro, model_.config()));
-      at::Tensor lp = TargetLogprobs(model_, batch, adapter_ ? &lora : nullptr, opts_.checkpoint_layers);
+      at::Tensor lp =
+          TargetLogprobs(model_, batch, adapter_ ? &lora : nullptr, backward && opts_.checkpoint_layers);
       at::Tensor summed;
       if (weights.empty()) {
         summed = lp.sum();
@@ -121,7 +136,7 @@ Result<StepReport> Trainer::ForwardBackwardWeighted(const std::vector<std::vecto
       }
       // Mean over the step's weighted targets, so accumulation equals one big batch.
       at::Tensor loss = -summed / total_weight;
-      torch::autograd::backward({loss});
+      if (backward) torch::autograd::backward({loss});
       loss_sum += loss.item<double>();
     }
   } catch (const std::exception& e) {

@@ -47,6 +47,10 @@ class Trainer {
   // Empty `weights` = every target weighs 1. Errors name the row and position.
   Result<StepReport> ForwardBackwardWeighted(const std::vector<std::vector<int32_t>>& sequences,
                                              const std::vector<std::vector<float>>& weights);
+  // The loss ForwardBackwardWeighted would report, without gradients (no dropout): for held-out
+  // data. `seconds`/`tokens_per_second` time the forwards.
+  Result<StepReport> EvaluateWeighted(const std::vector<std::vector<int32_t>>& sequences,
+                                      const std::vector<std::vector<float>>& weights);
   // ForwardBackward, then one optimizer step.
   Result<StepReport> Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp,
                           const std::vector<int64_t>& loss_from = {});
@@ -58,6 +62,8 @@ class Trainer {
 
  private:
   void SetThroughput(StepReport& rep, std::chrono::steady_clock::time_point start) const;
+  Result<StepReport> Pass(const std::vector<std::vector<int32_t>>& sequences,
+                          const std::vector<std::vector<float>>& weights, bool backward);
 
   model::Transformer& model_;
   model::LoraAdapter* adapter_;

@@ -1,0 +1,212 @@
+"""`openrl train`'s loop: steps or epochs, file or shuffled order, learning-rate schedules and
+held-out evaluation.
+
+  - the learning rate of every step equals transformers' schedulers (constant, linear, cosine, with
+    warmup) driving a torch optimizer;
+  - --epochs runs ceil(epochs × rows / batch) steps; each epoch takes every row once, in file order
+    or, with --shuffle, in an order drawn from --seed (rows of distinct lengths tell which row a
+    step took);
+  - --eval-data: the loss before the first step equals transformers' weighted NLL of the same
+    examples (a fresh LoRA adapter leaves the base's outputs unchanged), evaluations come at the
+    steps asked for, and training on the evaluated rows lowers it;
+  - a whole run equals TRL's SFTTrainer's: from the same PEFT adapter, over the same rows in file
+    order (its sampler made sequential), with the same AdamW, clipping and schedule, every step's
+    loss and the trained adapter agree (ours accumulating over micro-batches, TRL in one);
+  - bad flags are refused naming the flag.
+"""
+import json
+import subprocess
+
+import peft
+import pytest
+import torch
+import transformers
+from datasets import Dataset
+from safetensors.torch import load_file
+from tokenizers import Tokenizer, models as tokenizer_models
+from trl import SFTConfig, SFTTrainer
+
+from model_factory import make_model
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train-cli-llama")
+    make_model("llama", d)
+    return d
+
+
+def train(openrl_bin, model_dir, rows, tmp_path, *args, check=True, eval_rows=None):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [str(openrl_bin), "train", "--model", str(model_dir), "--data", str(data), "--threads", "1", *args]
+    if eval_rows is not None:
+        held = tmp_path / "eval.jsonl"
+        held.write_text("".join(json.dumps(r) + "\n" for r in eval_rows))
+        cmd += ["--eval-data", str(held)]
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600)
+    if not check:
+        return proc
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in proc.stdout.splitlines()]
+    return [l for l in lines if "loss" in l], [l for l in lines if "eval_loss" in l]
+
+
+def token_rows(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [{"tokens": torch.randint(3, 160, (n,), generator=g).tolist()} for n in lengths]
+
+
+@pytest.mark.parametrize("schedule,hf", [("constant", "get_constant_schedule_with_warmup"),
+                                         ("linear", "get_linear_schedule_with_warmup"),
+                                         ("cosine", "get_cosine_schedule_with_warmup")])
+def test_learning_rates_match_transformers_schedulers(openrl_bin, llama_dir, tmp_path, schedule, hf):
+    steps, warmup, lr = 9, 3, 2e-3
+    ours, _ = train(openrl_bin, llama_dir, token_rows([6, 7, 8]), tmp_path, "--steps", steps, "--batch-size", 1,
+                    "--lr", lr, "--lr-schedule", schedule, "--warmup-steps", warmup)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    kw = {} if schedule == "constant" else {"num_training_steps": steps}
+    sched = getattr(transformers, hf)(opt, num_warmup_steps=warmup, **kw)
+    theirs = []
+    for _ in range(steps):
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert [l["lr"] for l in ours] == pytest.approx(theirs, rel=1e-12, abs=1e-15)
+    assert theirs[0] == 0 and max(theirs) == pytest.approx(lr)
+
+
+def rows_taken(steps, lengths):
+    """The row each step took, from its target count (rows have distinct lengths)."""
+    by_targets = {n - 1: i for i, n in enumerate(lengths)}
+    return [by_targets[s["tokens"]] for s in steps]
+
+
+def test_epochs_take_every_row_once_in_file_or_shuffled_order(openrl_bin, llama_dir, tmp_path):
+    lengths = [3, 5, 8, 12, 17]
+    rows = token_rows(lengths)
+    steps, _ = train(openrl_bin, llama_dir, rows, tmp_path, "--epochs", 2, "--batch-size", 1, "--lr", 0)
+    assert rows_taken(steps, lengths) == [0, 1, 2, 3, 4] * 2
+    assert [s["epoch"] for s in steps] == pytest.approx([(i + 1) / 5 for i in range(10)])
+
+    orders = {}
+    for seed in (0, 0, 1):
+        steps, _ = train(openrl_bin, llama_dir, rows, tmp_path, "--epochs", 2, "--batch-size", 1, "--lr", 0,
+                         "--shuffle", "--seed", seed)
+        taken = rows_taken(steps, lengths)
+        assert len(taken) == 10 and sorted(taken[:5]) == sorted(taken[5:]) == [0, 1, 2, 3, 4]
+        assert taken[:5] != taken[5:], "each epoch draws its own order"
+        orders.setdefault(seed, []).append(taken)
+    assert orders[0][0] == orders[0][1], "the same --seed gives the same order"
+    assert orders[0][0] != orders[1][0]
+
+    # 2.5 epochs of 5 rows in batches of 2: ceil(6.25) = 7 steps, the last inside the third epoch.
+    steps, _ = train(openrl_bin, llama_dir, rows, tmp_path, "--epochs", 2.5, "--batch-size", 2, "--lr", 0)
+    assert len(steps) == 7
+    assert [s["tokens"] for s in steps] == [sum(lengths[(2 * k + i) % 5] - 1 for i in range(2)) for k in range(7)]
+
+
+def reference_loss(model_dir, rows):
+    """Σ w·NLL / Σ w over the rows' targets (token t predicted from the tokens before it)."""
+    model = transformers.LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    total, weight = 0.0, 0.0
+    with torch.no_grad():
+        for r in rows:
+            ids = torch.tensor([r["tokens"]])
+            w = torch.tensor(r.get("weights", [1.0] * len(r["tokens"])), dtype=torch.float64)[1:]
+            logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
+            nll = -logp.gather(1, ids[0, 1:, None])[:, 0]
+            total += float((w * nll).sum())
+            weight += float(w.sum())
+    return total / weight
+
+
+def test_eval_loss_matches_transformers_and_falls_with_training(openrl_bin, llama_dir, tmp_path):
+    rows = token_rows([9, 14, 20, 11])
+    rows[1]["weights"] = [0.0] * 7 + [1.0] * 7  # a masked prompt
+    held = token_rows([10, 16], seed=1) + [rows[1]]
+    steps, evals = train(openrl_bin, llama_dir, rows, tmp_path, "--steps", 6, "--batch-size", 2, "--lr", 1e-2,
+                         "--eval-every", 4, eval_rows=held)
+    assert [e["step"] for e in evals] == [0, 4, 6]
+    assert evals[0]["eval_tokens"] == 9 + 15 + 7
+    assert evals[0]["eval_loss"] == pytest.approx(reference_loss(llama_dir, held), rel=1e-4)
+
+    # Evaluating the training rows themselves: the loss falls as they are learned.
+    _, evals = train(openrl_bin, llama_dir, rows, tmp_path, "--steps", 8, "--batch-size", 4, "--lr", 1e-2,
+                     eval_rows=rows)
+    assert [e["step"] for e in evals] == [0, 8]
+    assert evals[0]["eval_loss"] == pytest.approx(reference_loss(llama_dir, rows), rel=1e-4)
+    assert evals[1]["eval_loss"] < 0.9 * evals[0]["eval_loss"]
+
+
+class SequentialSFTTrainer(SFTTrainer):
+    """SFTTrainer taking rows in file order, recording each step's loss unrounded."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.losses = []
+
+    def _get_train_sampler(self, *args, **kwargs):
+        return torch.utils.data.SequentialSampler(self.train_dataset)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        self.losses.append(float((out[0] if return_outputs else out).detach()))
+        return out
+
+
+@pytest.mark.parametrize("schedule,warmup", [("linear", 0), ("cosine", 2)])
+def test_a_run_equals_trl_sft_trainer_step_for_step(openrl_bin, llama_dir, tmp_path, schedule, warmup):
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randint(3, 160, (int(n),), generator=g).tolist() for n in torch.randint(6, 30, (12,), generator=g)]
+    # The starting adapter, saved by PEFT; B is random too, so that every LoRA weight moves from step 1.
+    torch.manual_seed(0)
+    start = peft.get_peft_model(transformers.LlamaForCausalLM.from_pretrained(llama_dir, torch_dtype=torch.float32),
+                                peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                target_modules=["q_proj", "v_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, p in start.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn_like(p) * 0.05)
+    start.save_pretrained(tmp_path / "start")
+    batch, epochs, lr = 4, 2, 5e-3  # 6 steps
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, **{f"t{i}": i for i in range(3, 160)}}
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(tokenizer_models.WordLevel(vocab, unk_token="<pad>")),
+        pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    model = peft.PeftModel.from_pretrained(transformers.LlamaForCausalLM.from_pretrained(llama_dir, torch_dtype=torch.float32),
+                                           tmp_path / "start", is_trainable=True)
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), report_to=[], use_cpu=True, bf16=False,
+                     per_device_train_batch_size=batch, num_train_epochs=epochs, learning_rate=lr,
+                     lr_scheduler_type=schedule, warmup_steps=warmup, max_grad_norm=1.0, weight_decay=0.0,
+                     adam_beta2=0.999, adam_epsilon=1e-8, optim="adamw_torch", save_strategy="no", max_length=None,
+                     logging_steps=1, disable_tqdm=True)
+    trainer = SequentialSFTTrainer(model=model, args=args, processing_class=tok,
+                                   train_dataset=Dataset.from_list([{"input_ids": r} for r in rows]))
+    trainer.train()
+    trainer.model.save_pretrained(tmp_path / "theirs")
+
+    ours, _ = train(openrl_bin, llama_dir, [{"tokens": r} for r in rows], tmp_path, "--adapter", tmp_path / "start",
+                    "--epochs", epochs, "--batch-size", batch, "--micro-batch", 2, "--lr", lr, "--lr-schedule", schedule,
+                    "--warmup-steps", warmup, "--clip", 1.0, "--out", tmp_path / "ours")
+    assert len(trainer.losses) == len(ours) == 6
+    assert [s["loss"] for s in ours] == pytest.approx(trainer.losses, rel=1e-5)
+    a, b = load_file(tmp_path / "ours" / "adapter_model.safetensors"), load_file(tmp_path / "theirs" / "adapter_model.safetensors")
+    a0 = load_file(tmp_path / "start" / "adapter_model.safetensors")
+    assert sorted(a) == sorted(b) and len(a) == 3 * 3 * 2  # layers × targets × (A, B)
+    for name in a:
+        assert float((a[name] - a0[name]).abs().max()) > 1e-4, f"{name} did not train"
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--lr-schedule", "step"], "--lr-schedule"),
+    (["--eval-every", "2"], "--eval-every needs --eval-data"),
+    (["--epochs", "-1"], "--epochs must be > 0"),
+    (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
+    (["--steps", "-1"], "--steps must be >= 0"),
+])
+def test_bad_flags_are_refused_naming_the_flag(openrl_bin, llama_dir, tmp_path, args, message):
+    proc = train(openrl_bin, llama_dir, token_rows([5]), tmp_path, *args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
