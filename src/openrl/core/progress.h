@@ -25,13 +25,13 @@ struct ProgressOptions {
   int64_t total = 0;  // 0 = unknown: no bar, percentage or ETA
   std::string unit = "it";
   // nullopt = detect with isatty(stderr).
-  std::optional<bool> tty;
+  std::optional<bool> tty = std::nullopt;
   std::chrono::milliseconds plain_interval{5000};
   double plain_percent_step = 10.0;
   std::chrono::milliseconds tty_interval{100};
   Clock* clock = nullptr;  // nullptr = SystemClock()
   // Receives text to write ("\r…" redraws or "…\n" lines); nullptr = stderr.
-  std::function<void(std::string_view)> out;
+  std::function<void(std::string_view)> out = nullptr;
 };
 
 // What one progress line shows; FormatProgress is pure, for tests and custom displays.
