@@ -12,6 +12,9 @@ held-out evaluation.
   - a whole run equals TRL's SFTTrainer's: from the same PEFT adapter, over the same rows in file
     order (its sampler made sequential), with the same AdamW, clipping and schedule, every step's
     loss and the trained adapter agree (ours accumulating over micro-batches, TRL in one);
+  - a run resumed from one of its --save-every checkpoints (adapter or model, AdamW state, RNG,
+    trainer_state.json) gives the uninterrupted run's remaining steps bit for bit, LoRA (with
+    dropout, so the RNG matters) and full fine-tuning; other settings or data are refused;
   - bad flags are refused naming the flag.
 """
 import json
@@ -200,12 +203,83 @@ def test_a_run_equals_trl_sft_trainer_step_for_step(openrl_bin, llama_dir, tmp_p
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
 
 
+def lora_start(model_dir, out, dropout=0.0, seed=0):
+    """A PEFT-made adapter whose B is random too, so that every LoRA weight moves from step 1."""
+    torch.manual_seed(seed)
+    model = peft.get_peft_model(transformers.LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32),
+                                peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout,
+                                                target_modules=["q_proj", "v_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn_like(p) * 0.05)
+    model.save_pretrained(out)
+    return out
+
+
+def tensors_of(directory):
+    out = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["lora-with-dropout", "full"])
+def test_a_resumed_run_equals_the_uninterrupted_one(openrl_bin, llama_dir, tmp_path, mode):
+    rows = token_rows([5, 9, 7, 12, 6, 10, 8])
+    start = (["--adapter", lora_start(llama_dir, tmp_path / "start", dropout=0.2)] if mode != "full"
+             else ["--lora-rank", 0])
+    common = ["--steps", 7, "--batch-size", 2, "--shuffle", "--seed", 3, "--lr", 5e-3, "--lr-schedule", "cosine",
+              "--warmup-steps", 2]
+    whole, _ = train(openrl_bin, llama_dir, rows, tmp_path, *start, *common, "--save-every", 3, "--out", tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    state = json.loads((tmp_path / "a" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["step"] == 3 and state["steps"] == 7 and state["full_finetune"] == (mode == "full")
+
+    resume = ["--resume", tmp_path / "a" / "checkpoint-3"]
+    if mode == "full":
+        resume += ["--lora-rank", 0]
+    rest, _ = train(openrl_bin, llama_dir, rows, tmp_path, *resume, *common, "--out", tmp_path / "b")
+    assert [s["step"] for s in rest] == [4, 5, 6, 7]
+    key = lambda s: (s["step"], s["loss"], s["grad_norm"], s["lr"], s["tokens"])  # noqa: E731
+    assert [key(s) for s in rest] == [key(s) for s in whole[3:]]
+    a, b = tensors_of(tmp_path / "a"), tensors_of(tmp_path / "b")
+    assert sorted(a) == sorted(b) and a
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+    if mode != "full":
+        # Without the checkpoint's RNG state the dropout masks differ, and so do the losses.
+        fresh_rng = tmp_path / "a" / "checkpoint-3" / "rng_state.safetensors"
+        fresh_rng.unlink()
+        proc = train(openrl_bin, llama_dir, rows, tmp_path, *resume, *common, check=False)
+        assert proc.returncode != 0 and "rng_state.safetensors" in proc.stderr
+
+
+def test_resume_refuses_other_settings_or_data(openrl_bin, llama_dir, tmp_path):
+    rows = token_rows([5, 9, 7, 12])
+    flags = {"--lora-rank": 4, "--steps": 4, "--batch-size": 2, "--lr": 1e-3}
+    args = lambda **over: [x for k, v in {**flags, **over}.items() for x in ([k] if v is True else [k, v])]  # noqa: E731
+    train(openrl_bin, llama_dir, rows, tmp_path, *args(), "--save-every", 2, "--out", tmp_path / "a")
+    ckpt = tmp_path / "a" / "checkpoint-2"
+    for over, rows_, message in [({"--batch-size": 1}, rows, "batch_size = 2, this one has 1"),
+                                 ({"--lr": 2e-3}, rows, "lr = 0.001, this one has 0.002"),
+                                 ({"--shuffle": True}, rows, "shuffle = false, this one has true"),
+                                 ({}, rows[:3], "rows = 4, this one has 3"),
+                                 ({}, token_rows([5, 9, 7, 13]), "data_sha256")]:
+        proc = train(openrl_bin, llama_dir, rows_, tmp_path, *args(**over), "--resume", ckpt, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    proc = train(openrl_bin, llama_dir, rows, tmp_path, *args(), "--resume", tmp_path / "a", check=False)
+    assert proc.returncode != 0 and "trainer_state.json" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("args,message", [
     (["--lr-schedule", "step"], "--lr-schedule"),
     (["--eval-every", "2"], "--eval-every needs --eval-data"),
     (["--epochs", "-1"], "--epochs must be > 0"),
     (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
     (["--steps", "-1"], "--steps must be >= 0"),
+    (["--save-every", "2"], "--save-every needs --out"),
 ])
 def test_bad_flags_are_refused_naming_the_flag(openrl_bin, llama_dir, tmp_path, args, message):
     proc = train(openrl_bin, llama_dir, token_rows([5]), tmp_path, *args, check=False)

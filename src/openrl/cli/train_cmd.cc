@@ -1,9 +1,10 @@
 // `openrl train`: supervised fine-tuning of a model directory on a JSONL dataset (formats in
 // engine/sft_data.h: tokens, text, prompt/completion, chat messages with assistant-only loss), with
 // LoRA (default) or full fine-tuning; for --steps or --epochs, in file or shuffled order, with a
-// learning-rate schedule and held-out evaluation. One JSON line per step (and per evaluation) on
-// stdout, a progress bar on stderr; the result is a PEFT adapter directory (LoRA) or a Hugging Face
-// model directory (full).
+// learning-rate schedule, held-out evaluation, and checkpoints a run resumes from exactly. One JSON line per
+// step (and per evaluation) on stdout, a progress bar on stderr; the result is a PEFT adapter directory
+// (LoRA) or a Hugging Face model directory (full).
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -16,6 +17,8 @@
 #include "openrl/cli/command.h"
 #include "openrl/cli/model_loading.h"
 #include "openrl/cli/profiling.h"
+#include "openrl/core/crypto.h"
+#include "openrl/core/fs.h"
 #include "openrl/core/progress.h"
 #include "openrl/engine/lr_schedule.h"
 #include "openrl/engine/sft_data.h"
@@ -41,6 +44,8 @@ struct TrainOptions {
   int64_t warmup_steps = 0;
   std::string eval_data;
   int64_t eval_every = 0;  // 0: before the first step and after the last only
+  int64_t save_every = 0;  // > 0: <out>/checkpoint-<step> every this many steps
+  std::string resume;      // a checkpoint directory to go on from
   int64_t batch_size = 8;
   int64_t micro_batch = 8;
   double lr = 1e-4, weight_decay = 0.0, clip = 1.0, beta2 = 0.999, eps = 1e-8;
@@ -63,12 +68,37 @@ int RunTrain(const TrainOptions& o) {
     return PrintError(InvalidArgument("--eval-every must be >= 0 (0 = first and last step only)"));
   if (o.eval_every > 0 && o.eval_data.empty())
     return PrintError(InvalidArgument("--eval-every needs --eval-data"));
+  if (o.save_every < 0) return PrintError(InvalidArgument("--save-every must be >= 0 (0 = no checkpoints)"));
+  if (o.save_every > 0 && o.out.empty()) return PrintError(InvalidArgument("--save-every needs --out"));
+  if (!o.resume.empty() && !o.model.adapter_dir.empty())
+    return PrintError(InvalidArgument("--resume takes the adapter from the checkpoint; leave out --adapter"));
+  Json resumed;  // the checkpoint's trainer_state.json
+  if (!o.resume.empty()) {
+    auto text = fs::ReadFile(o.resume + "/trainer_state.json");
+    if (!text.ok())
+      return PrintError(
+          text.status().WithContext("--resume " + o.resume + " (a checkpoint-<step> directory)"));
+    try {
+      resumed = Json::parse(*text);
+    } catch (const std::exception& e) {
+      return PrintError(InvalidArgument(o.resume + "/trainer_state.json: " + e.what()));
+    }
+    if (!resumed.is_object() || !resumed.contains("step") || !resumed["step"].is_number_integer())
+      return PrintError(InvalidArgument(o.resume + "/trainer_state.json: field 'step' must be an integer"));
+  }
   auto schedule_kind = engine::ParseLrSchedule(o.lr_schedule);
   if (!schedule_kind.ok()) return PrintError(schedule_kind.status().WithContext("--lr-schedule"));
   auto train_on = engine::ParseTrainOn(o.train_on);
   if (!train_on.ok()) return PrintError(train_on.status().WithContext("--train-on"));
   ModelOptions model_opts = o.model;
   model_opts.fp32_adapter = true;  // trained adapters and their AdamW state stay fp32, as in PEFT
+  // A LoRA checkpoint holds the adapter (over --model); a full fine-tuning one the whole model.
+  if (!o.resume.empty()) {
+    if (fs::Exists(o.resume + "/adapter_config.json"))
+      model_opts.adapter_dir = o.resume;
+    else
+      model_opts.model_dir = o.resume;
+  }
   // The dataset is read (and checked) with the tokenizer and config alone, before the weights.
   auto loaded = LoadModelForCli(model_opts, /*weights=*/false);
   if (!loaded.ok()) return PrintError(loaded.status());
@@ -132,6 +162,96 @@ int RunTrain(const TrainOptions& o) {
                        o.epochs * static_cast<double>(n) / static_cast<double>(o.batch_size) - 1e-9)))
           : o.steps;
   engine::LrSchedule schedule{*schedule_kind, o.warmup_steps, steps};
+
+  // What decides the rest of a run: a checkpoint resumes only a run with the same settings and data.
+  auto data_hash = crypto::Sha256FileHex(o.data);
+  if (!data_hash.ok()) return PrintError(data_hash.status());
+  Json run = {{"steps", steps},
+              {"batch_size", o.batch_size},
+              {"shuffle", o.shuffle},
+              {"seed", o.seed},
+              {"lr", o.lr},
+              {"lr_schedule", o.lr_schedule},
+              {"warmup_steps", o.warmup_steps},
+              {"weight_decay", o.weight_decay},
+              {"beta2", o.beta2},
+              {"eps", o.eps},
+              {"clip", o.clip},
+              {"train_on", o.train_on},
+              {"full_finetune", adapter == nullptr},
+              {"rows", n},
+              {"data_sha256", *data_hash}};
+  at::Generator cpu_rng = at::detail::getDefaultCPUGenerator();
+  int64_t start = 0;
+  if (!o.resume.empty()) {
+    // The data's hash last: a different row count says more.
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : run.items())
+      if (key != "data_sha256") keys.push_back(key);
+    keys.push_back("data_sha256");
+    for (const std::string& key : keys) {
+      const Json& value = run[key];
+      if (!resumed.contains(key) || resumed[key] != value)
+        return PrintError(InvalidArgument(
+            "--resume " + o.resume + ": the checkpoint's run had " + key + " = " +
+            (resumed.contains(key) ? resumed[key].dump() : std::string("(none)")) + ", this one has " +
+            value.dump() + " (resume with the settings and data it was trained with)"));
+    }
+    start = resumed["step"].get<int64_t>();
+    if (start < 0 || start > steps)
+      return PrintError(InvalidArgument(o.resume + "/trainer_state.json: step " + std::to_string(start) +
+                                        " is outside 0.." + std::to_string(steps)));
+    auto opt_state = model::ReadTensors(o.resume + "/optimizer.safetensors");
+    if (!opt_state.ok()) return PrintError(opt_state.status());
+    if (auto st = trainer.optimizer().LoadState(*opt_state); !st.ok())
+      return PrintError(st.WithContext(o.resume + "/optimizer.safetensors"));
+    auto rng = model::ReadTensors(o.resume + "/rng_state.safetensors");
+    if (!rng.ok()) return PrintError(rng.status());
+    if (rng->size() != 1)
+      return PrintError(InvalidArgument(o.resume + "/rng_state.safetensors: expected one tensor"));
+    try {
+      std::lock_guard<std::mutex> lock(cpu_rng.mutex());
+      cpu_rng.set_state((*rng)[0].second);
+    } catch (const std::exception& e) {
+      return PrintError(InvalidArgument(o.resume + "/rng_state.safetensors: " + e.what()));
+    }
+  }
+  // <out>/checkpoint-<done>: the adapter (or model), AdamW's state, the RNG and trainer_state.json,
+  // written in a staging directory, synced, then published whole.
+  auto save_checkpoint = [&](int64_t done) -> Status {
+    std::string dir = o.out + "/checkpoint-" + std::to_string(done);
+    OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(o.out));
+    OPENRL_ASSIGN_OR_RETURN(std::string tmp, fs::StagingPath(dir));
+    Status st = fs::CreateDirectories(tmp);
+    if (st.ok())
+      st = adapter
+               ? model::SavePeftAdapter(*adapter, tmp, model_opts.model_dir)
+               : model::SaveModelDir(base, tmp,
+                                     {base.dtype(), 2'000'000'000, model_opts.model_dir,
+                                      m.dir.generation_config.empty() ? Json() : m.dir.generation_config});
+    if (st.ok())
+      st = model::WriteTensors(trainer.optimizer().StateTensors(), tmp + "/optimizer.safetensors", {});
+    if (st.ok()) {
+      at::Tensor state;
+      {
+        std::lock_guard<std::mutex> lock(cpu_rng.mutex());
+        state = cpu_rng.get_state();
+      }
+      st = model::WriteTensors({{"cpu", state}}, tmp + "/rng_state.safetensors", {});
+    }
+    if (st.ok()) {
+      Json state = run;
+      state["step"] = done;
+      st = fs::WriteFileAtomic(tmp + "/trainer_state.json", state.dump(2) + "\n");
+    }
+    if (st.ok()) st = fs::SyncTree(tmp);
+    if (st.ok()) st = fs::PublishDirectory(tmp, dir);
+    if (!st.ok()) {
+      std::error_code ec;
+      std::filesystem::remove_all(tmp, ec);
+    }
+    return st;
+  };
   // Row `p` of the run (p = step * batch + i) is row order[p % n] of epoch p / n; with --shuffle each
   // epoch has its own permutation, drawn from --seed.
   std::vector<size_t> order(rows.size());
@@ -160,11 +280,12 @@ int RunTrain(const TrainOptions& o) {
               << std::flush;
     return Status::Ok();
   };
-  if (!eval.empty()) {
+  if (!eval.empty() && start == 0) {
     if (auto st = evaluate(0); !st.ok()) return PrintError(st.WithContext(o.eval_data));
   }
   ProgressBar bar({.label = "train", .total = steps, .unit = "step"});
-  for (int64_t step = 0; step < steps; ++step) {
+  bar.Update(start);
+  for (int64_t step = start; step < steps; ++step) {
     std::vector<std::vector<int32_t>> batch;
     std::vector<std::vector<float>> weights;
     for (int64_t i = 0; i < o.batch_size; ++i) {
@@ -211,12 +332,17 @@ int RunTrain(const TrainOptions& o) {
     if (!eval.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0))) {
       if (auto st = evaluate(step + 1); !st.ok()) return PrintError(st.WithContext(o.eval_data));
     }
+    if (o.save_every > 0 && (step + 1) % o.save_every == 0) {
+      if (auto st = save_checkpoint(step + 1); !st.ok()) return PrintError(st);
+    }
   }
   bar.Finish();
   if (!o.out.empty()) {
-    Status st = adapter ? model::SavePeftAdapter(*adapter, o.out, o.model.model_dir)
-                        : model::SaveModelDir(base, o.out, {base.dtype(), 2'000'000'000, o.model.model_dir,
-                                                            m.dir.generation_config.empty() ? Json() : m.dir.generation_config});
+    Status st =
+        adapter ? model::SavePeftAdapter(*adapter, o.out, model_opts.model_dir)
+                : model::SaveModelDir(base, o.out,
+                                      {base.dtype(), 2'000'000'000, model_opts.model_dir,
+                                       m.dir.generation_config.empty() ? Json() : m.dir.generation_config});
     if (!st.ok()) return PrintError(st);
   }
   return 0;
@@ -257,6 +383,14 @@ void Install(CLI::App& app) {
                   "--eval-every steps and after the last");
   sub->add_option("--eval-every", o->eval_every, "steps between evaluations (0 = first and last only)")
       ->capture_default_str();
+  sub->add_option(
+         "--save-every", o->save_every,
+         "write OUT/checkpoint-<step> (adapter or model, optimizer, RNG, trainer_state.json) every this "
+         "many steps (0 = none)")
+      ->capture_default_str();
+  sub->add_option("--resume", o->resume,
+                  "go on from a checkpoint-<step> directory, with the settings and data it was trained with: "
+                  "the remaining steps are those of the uninterrupted run");
   sub->add_option("--batch-size", o->batch_size, "sequences per step")->capture_default_str();
   sub->add_option("--micro-batch", o->micro_batch, "sequences per forward/backward (accumulation)")->capture_default_str();
   sub->add_option("--lr", o->lr, "AdamW learning rate")->capture_default_str();

@@ -336,22 +336,11 @@ Status Scheduler::Impl::WriteCheckpointFiles(RunState& run, const SaveWork& work
 
 namespace {
 
-Result<std::vector<std::pair<std::string, at::Tensor>>> ReadTensors(const std::string& path) {
-  OPENRL_ASSIGN_OR_RETURN(auto file, formats::SafetensorsFile::Open(path));
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const std::string& name : file->names()) {
-    OPENRL_ASSIGN_OR_RETURN(formats::TensorView view, file->Get(name));
-    OPENRL_ASSIGN_OR_RETURN(at::Tensor t, model::TensorFromView(view, path));
-    out.emplace_back(name, std::move(t));
-  }
-  return out;
-}
-
 // AdamW over `params`, with the moments saved in `dir`/optimizer.safetensors (fresh when `dir` is "").
 Result<std::unique_ptr<AdamW>> RestoredOptimizer(std::vector<at::Tensor> params, const std::string& dir) {
   auto optimizer = std::make_unique<AdamW>(std::move(params));
   if (!dir.empty()) {
-    OPENRL_ASSIGN_OR_RETURN(auto state, ReadTensors(dir + "/optimizer.safetensors"));
+    OPENRL_ASSIGN_OR_RETURN(auto state, model::ReadTensors(dir + "/optimizer.safetensors"));
     OPENRL_RETURN_IF_ERROR(optimizer->LoadState(state));
   }
   return optimizer;

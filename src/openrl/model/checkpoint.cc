@@ -172,6 +172,17 @@ Status WriteTensors(const std::vector<std::pair<std::string, at::Tensor>>& tenso
   return w.Write(path);
 }
 
+Result<std::vector<std::pair<std::string, at::Tensor>>> ReadTensors(const std::string& path) {
+  OPENRL_ASSIGN_OR_RETURN(auto file, formats::SafetensorsFile::Open(path));
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const std::string& name : file->names()) {
+    OPENRL_ASSIGN_OR_RETURN(formats::TensorView view, file->Get(name));
+    OPENRL_ASSIGN_OR_RETURN(at::Tensor t, TensorFromView(view, path));
+    out.emplace_back(name, std::move(t));
+  }
+  return out;
+}
+
 Status SaveModelDir(const Transformer& model, const std::string& dir, const SaveOptions& opts) {
   OPENRL_RETURN_IF_ERROR(openrl::fs::CreateDirectories(dir));
   formats::SafetensorsWriter w;

@@ -57,5 +57,7 @@ Status SaveModelDir(const Transformer& model, const std::string& dir, const Save
 // Writes named tensors as one safetensors file (used for adapters and tests).
 Status WriteTensors(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                     const std::string& path, const std::map<std::string, std::string>& metadata);
+// Every tensor of one safetensors file (e.g. optimizer state), copied into memory, in file order.
+Result<std::vector<std::pair<std::string, at::Tensor>>> ReadTensors(const std::string& path);
 
 }  // namespace openrl::model
