@@ -15,6 +15,8 @@ held-out evaluation.
   - a run resumed from one of its --save-every checkpoints (adapter or model, AdamW state, RNG,
     trainer_state.json) gives the uninterrupted run's remaining steps bit for bit, LoRA (with
     dropout, so the RNG matters) and full fine-tuning; other settings or data are refused;
+  - examples longer than --max-length (default: the model's context) are refused when the dataset
+    is read, naming the file and line, or with --truncate cut to their first tokens;
   - bad flags are refused naming the flag.
 """
 import json
@@ -273,6 +275,28 @@ def test_resume_refuses_other_settings_or_data(openrl_bin, llama_dir, tmp_path):
     assert proc.returncode != 0 and "trainer_state.json" in proc.stderr, proc.stderr
 
 
+def test_long_examples_are_refused_at_reading_or_truncated(openrl_bin, llama_dir, tmp_path):
+    rows = token_rows([6, 300, 8])  # the model's context is 256
+    proc = train(openrl_bin, llama_dir, rows, tmp_path, "--steps", 1, check=False)
+    assert proc.returncode != 0 and "train.jsonl:2:" in proc.stderr and "300 tokens" in proc.stderr \
+        and "--max-length" in proc.stderr, proc.stderr
+    assert "train 0/" not in proc.stderr, "refused before training starts"
+
+    masked = {"tokens": rows[1]["tokens"][:20], "weights": [0.0] * 12 + [1.0] * 8}
+    proc = train(openrl_bin, llama_dir, rows + [masked], tmp_path, "--max-length", 10, "--truncate",
+                 "--print-examples", check=False)
+    assert proc.returncode != 0 and "train.jsonl:4:" in proc.stderr and "within its first --max-length" in proc.stderr
+
+    proc = train(openrl_bin, llama_dir, rows, tmp_path, "--max-length", 10, "--truncate", "--print-examples",
+                 check=False)
+    assert proc.returncode == 0, proc.stderr
+    printed = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert [p["tokens"] for p in printed] == [r["tokens"][:10] for r in rows]
+    assert all(p["weights"] == [1.0] * len(p["tokens"]) for p in printed)
+    steps, _ = train(openrl_bin, llama_dir, rows, tmp_path, "--truncate", "--steps", 1, "--batch-size", 3)
+    assert steps[0]["tokens"] == 5 + 255 + 7
+
+
 @pytest.mark.parametrize("args,message", [
     (["--lr-schedule", "step"], "--lr-schedule"),
     (["--eval-every", "2"], "--eval-every needs --eval-data"),
@@ -280,6 +304,7 @@ def test_resume_refuses_other_settings_or_data(openrl_bin, llama_dir, tmp_path):
     (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
     (["--steps", "-1"], "--steps must be >= 0"),
     (["--save-every", "2"], "--save-every needs --out"),
+    (["--max-length", "300"], "--max-length 300 exceeds the model's context of 256 tokens"),
 ])
 def test_bad_flags_are_refused_naming_the_flag(openrl_bin, llama_dir, tmp_path, args, message):
     proc = train(openrl_bin, llama_dir, token_rows([5]), tmp_path, *args, check=False)

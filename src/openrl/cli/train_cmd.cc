@@ -45,6 +45,8 @@ struct TrainOptions {
   std::string eval_data;
   int64_t eval_every = 0;  // 0: before the first step and after the last only
   int64_t save_every = 0;  // > 0: <out>/checkpoint-<step> every this many steps
+  int64_t max_length = 0;  // 0: the model's context
+  bool truncate = false;
   std::string resume;      // a checkpoint directory to go on from
   int64_t batch_size = 8;
   int64_t micro_batch = 8;
@@ -115,6 +117,15 @@ int RunTrain(const TrainOptions& o) {
     fmt.eos_id = static_cast<int32_t>(m.eos_ids[0]);
   }
   fmt.train_on = *train_on;
+  const int64_t context = m.dir.config.max_position_embeddings;
+  if (o.max_length < 0)
+    return PrintError(InvalidArgument("--max-length must be >= 0 (0 = the model's context)"));
+  if (context > 0 && o.max_length > context)
+    return PrintError(InvalidArgument("--max-length " + std::to_string(o.max_length) +
+                                      " exceeds the model's context of " + std::to_string(context) +
+                                      " tokens"));
+  fmt.max_length = o.max_length > 0 ? o.max_length : context;
+  fmt.truncate = o.truncate;
   auto data = engine::ReadSupervisedJsonl(o.data, fmt, static_cast<size_t>(at::get_num_threads()));
   if (!data.ok()) return PrintError(data.status());
   std::vector<engine::SupervisedExample> eval;
@@ -383,6 +394,11 @@ void Install(CLI::App& app) {
                   "--eval-every steps and after the last");
   sub->add_option("--eval-every", o->eval_every, "steps between evaluations (0 = first and last only)")
       ->capture_default_str();
+  sub->add_option("--max-length", o->max_length,
+                  "longest example in tokens (0 = the model's context); a longer line is refused, naming it")
+      ->capture_default_str();
+  sub->add_flag("--truncate", o->truncate,
+                "cut examples longer than --max-length to their first tokens instead");
   sub->add_option(
          "--save-every", o->save_every,
          "write OUT/checkpoint-<step> (adapter or model, optimizer, RNG, trainer_state.json) every this "

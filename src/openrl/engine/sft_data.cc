@@ -339,6 +339,16 @@ Result<SupervisedExample> ParseSupervisedExample(const OJson& line, const Superv
                                                                   fmt.train_on, specials, extra));
     AppendPieces(*fmt.tokenizer, r.text, r.spans, ex);
   }
+  bool truncated = false;
+  if (fmt.max_length > 0 && static_cast<int64_t>(ex.tokens.size()) > fmt.max_length) {
+    if (!fmt.truncate)
+      return InvalidArgument("the example has " + std::to_string(ex.tokens.size()) +
+                             " tokens, more than the " + std::to_string(fmt.max_length) +
+                             " of --max-length (default: the model's context); raise it, or --truncate");
+    ex.tokens.resize(static_cast<size_t>(fmt.max_length));
+    ex.weights.resize(static_cast<size_t>(fmt.max_length));
+    truncated = true;
+  }
   if (ex.tokens.size() < 2) return InvalidArgument("a training example needs at least 2 tokens");
   for (size_t t = 0; t < ex.tokens.size(); ++t)
     if (ex.tokens[t] < 0 || ex.tokens[t] >= fmt.vocab_size)
@@ -347,7 +357,9 @@ Result<SupervisedExample> ParseSupervisedExample(const OJson& line, const Superv
   bool trained = false;
   for (size_t t = 1; t < ex.weights.size() && !trained; ++t) trained = ex.weights[t] > 0;
   if (!trained)
-    return InvalidArgument("no token of this example is trained (every weight after the first token is 0)");
+    return InvalidArgument(
+        truncated ? "no token of this example is trained within its first --max-length tokens"
+                  : "no token of this example is trained (every weight after the first token is 0)");
   return ex;
 }
 

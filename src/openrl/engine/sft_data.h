@@ -60,6 +60,10 @@ struct SupervisedFormat {
   // text (as TRL does); -1 = none.
   int32_t eos_id = -1;
   TrainOn train_on = TrainOn::kAssistant;
+  // Longest example in tokens (0 = no limit): a longer one is refused, or with `truncate` cut to
+  // its first max_length tokens (as TRL does), and refused if nothing trained is left.
+  int64_t max_length = 0;
+  bool truncate = false;
 };
 
 // A rendered conversation and the [begin, end) character ranges that are trained.
