@@ -275,6 +275,19 @@ def test_resume_refuses_other_settings_or_data(openrl_bin, llama_dir, tmp_path):
     assert proc.returncode != 0 and "trainer_state.json" in proc.stderr, proc.stderr
 
 
+def test_new_adapter_dropout_and_rslora_reach_peft(openrl_bin, llama_dir, tmp_path):
+    rows = token_rows([9, 14, 20, 11])
+    common = ["--lora-rank", 4, "--lora-alpha", 8, "--steps", 3, "--batch-size", 4, "--lr", 1e-2]
+    plain, _ = train(openrl_bin, llama_dir, rows, tmp_path, *common, "--out", tmp_path / "plain")
+    drop, _ = train(openrl_bin, llama_dir, rows, tmp_path, *common, "--lora-dropout", 0.3, "--rslora",
+                    "--out", tmp_path / "drop")
+    cfg = peft.PeftConfig.from_pretrained(tmp_path / "drop")
+    assert cfg.lora_dropout == pytest.approx(0.3) and cfg.use_rslora and cfg.r == 4
+    assert not peft.PeftConfig.from_pretrained(tmp_path / "plain").use_rslora
+    # B starts at 0, so the first step's loss is the base's either way; then they part.
+    assert drop[0]["loss"] == plain[0]["loss"] and drop[2]["loss"] != plain[2]["loss"]
+
+
 def test_long_examples_are_refused_at_reading_or_truncated(openrl_bin, llama_dir, tmp_path):
     rows = token_rows([6, 300, 8])  # the model's context is 256
     proc = train(openrl_bin, llama_dir, rows, tmp_path, "--steps", 1, check=False)
@@ -304,6 +317,7 @@ def test_long_examples_are_refused_at_reading_or_truncated(openrl_bin, llama_dir
     (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
     (["--steps", "-1"], "--steps must be >= 0"),
     (["--save-every", "2"], "--save-every needs --out"),
+    (["--lora-dropout", "1"], "dropout must be in [0, 1)"),
     (["--max-length", "300"], "--max-length 300 exceeds the model's context of 256 tokens"),
 ])
 def test_bad_flags_are_refused_naming_the_flag(openrl_bin, llama_dir, tmp_path, args, message):

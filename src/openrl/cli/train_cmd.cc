@@ -36,6 +36,8 @@ struct TrainOptions {
   std::string profile;
   int64_t lora_rank = 8;
   double lora_alpha = 16;
+  double lora_dropout = 0;
+  bool rslora = false;
   std::vector<std::string> targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
   int64_t steps = 10;
   double epochs = 0;  // > 0: the steps that pass over the dataset this many times
@@ -148,6 +150,8 @@ int RunTrain(const TrainOptions& o) {
     model::LoraConfig lc;
     lc.rank = o.lora_rank;
     lc.alpha = o.lora_alpha;
+    lc.dropout = o.lora_dropout;
+    lc.use_rslora = o.rslora;
     lc.targets.clear();
     for (const auto& t : o.targets) {
       auto k = model::LinearFromName(t);
@@ -377,6 +381,11 @@ void Install(CLI::App& app) {
   sub->add_option("--out", o->out, "output: PEFT adapter dir (LoRA) or model dir (full)");
   sub->add_option("--lora-rank", o->lora_rank, "LoRA rank; 0 = full fine-tuning")->capture_default_str();
   sub->add_option("--lora-alpha", o->lora_alpha, "LoRA alpha")->capture_default_str();
+  sub->add_option("--lora-dropout", o->lora_dropout,
+                  "LoRA dropout while training, for a new adapter (PEFT's lora_dropout)")
+      ->capture_default_str();
+  sub->add_flag("--rslora", o->rslora,
+                "scale a new adapter's update by alpha/sqrt(rank) (PEFT's use_rslora)");
   sub->add_option("--targets", o->targets, "LoRA target modules")->capture_default_str();
   sub->add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
   sub->add_option("--epochs", o->epochs,
