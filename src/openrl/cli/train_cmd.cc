@@ -231,19 +231,21 @@ int RunTrain(const TrainOptions& o) {
       return PrintError(InvalidArgument(o.resume + "/rng_state.safetensors: " + e.what()));
     }
   }
-  // <out>/checkpoint-<done>: the adapter (or model), AdamW's state, the RNG and trainer_state.json,
-  // written in a staging directory, synced, then published whole.
+  // The trained weights: a PEFT adapter directory (LoRA) or a Hugging Face model directory (full).
+  auto save_weights = [&](const std::string& dir) -> Status {
+    if (adapter) return model::SavePeftAdapter(*adapter, dir, model_opts.model_dir);
+    return model::SaveModelDir(base, dir,
+                               {base.dtype(), 2'000'000'000, model_opts.model_dir,
+                                m.dir.generation_config.empty() ? Json() : m.dir.generation_config});
+  };
+  // <out>/checkpoint-<done>: the weights, AdamW's state, the RNG and trainer_state.json, written in
+  // a staging directory, synced, then published whole.
   auto save_checkpoint = [&](int64_t done) -> Status {
     std::string dir = o.out + "/checkpoint-" + std::to_string(done);
     OPENRL_RETURN_IF_ERROR(fs::CreateDirectories(o.out));
     OPENRL_ASSIGN_OR_RETURN(std::string tmp, fs::StagingPath(dir));
     Status st = fs::CreateDirectories(tmp);
-    if (st.ok())
-      st = adapter
-               ? model::SavePeftAdapter(*adapter, tmp, model_opts.model_dir)
-               : model::SaveModelDir(base, tmp,
-                                     {base.dtype(), 2'000'000'000, model_opts.model_dir,
-                                      m.dir.generation_config.empty() ? Json() : m.dir.generation_config});
+    if (st.ok()) st = save_weights(tmp);
     if (st.ok())
       st = model::WriteTensors(trainer.optimizer().StateTensors(), tmp + "/optimizer.safetensors", {});
     if (st.ok()) {
@@ -283,19 +285,19 @@ int RunTrain(const TrainOptions& o) {
     }
     return rows[order[static_cast<size_t>(p % n)]];
   };
+  std::vector<std::vector<int32_t>> eval_tokens;
+  std::vector<std::vector<float>> eval_weights;
+  for (auto& ex : eval) {
+    eval_tokens.push_back(std::move(ex.tokens));
+    eval_weights.push_back(std::move(ex.weights));
+  }
   auto evaluate = [&](int64_t after_step) -> Status {
-    std::vector<std::vector<int32_t>> seqs;
-    std::vector<std::vector<float>> ws;
-    for (const auto& ex : eval) {
-      seqs.push_back(ex.tokens);
-      ws.push_back(ex.weights);
-    }
-    OPENRL_ASSIGN_OR_RETURN(engine::StepReport r, trainer.EvaluateWeighted(seqs, ws));
+    OPENRL_ASSIGN_OR_RETURN(engine::StepReport r, trainer.EvaluateWeighted(eval_tokens, eval_weights));
     std::cout << Json{{"step", after_step}, {"eval_loss", r.loss}, {"eval_tokens", r.tokens}}.dump() << "\n"
               << std::flush;
     return Status::Ok();
   };
-  if (!eval.empty() && start == 0) {
+  if (!eval_tokens.empty() && start == 0) {
     if (auto st = evaluate(0); !st.ok()) return PrintError(st.WithContext(o.eval_data));
   }
   ProgressBar bar({.label = "train", .total = steps, .unit = "step"});
@@ -344,7 +346,7 @@ int RunTrain(const TrainOptions& o) {
     bar.SetSuffix(suffix);
     bar.Advance();
     bool last = step + 1 == steps;
-    if (!eval.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0))) {
+    if (!eval_tokens.empty() && (last || (o.eval_every > 0 && (step + 1) % o.eval_every == 0))) {
       if (auto st = evaluate(step + 1); !st.ok()) return PrintError(st.WithContext(o.eval_data));
     }
     if (o.save_every > 0 && (step + 1) % o.save_every == 0) {
@@ -353,12 +355,7 @@ int RunTrain(const TrainOptions& o) {
   }
   bar.Finish();
   if (!o.out.empty()) {
-    Status st =
-        adapter ? model::SavePeftAdapter(*adapter, o.out, model_opts.model_dir)
-                : model::SaveModelDir(base, o.out,
-                                      {base.dtype(), 2'000'000'000, model_opts.model_dir,
-                                       m.dir.generation_config.empty() ? Json() : m.dir.generation_config});
-    if (!st.ok()) return PrintError(st);
+    if (Status st = save_weights(o.out); !st.ok()) return PrintError(st);
   }
   return 0;
 }

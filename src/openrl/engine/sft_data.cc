@@ -89,7 +89,6 @@ std::optional<std::vector<ContentAt>> LocateAllContents(const chat::ChatTemplate
     size_t at = text.find(markers[k], from);
     if (at == std::string::npos || text.find(markers[k], at + 1) != std::string::npos) return std::nullopt;
     rebuilt.append(text, from, at - from);
-    if (rebuilt.size() > full.size() || full.compare(0, rebuilt.size(), rebuilt) != 0) return std::nullopt;
     out.push_back({rebuilt.size(), rebuilt.size() + contents[k].size()});
     rebuilt += contents[k];
     from = at + markers[k].size();
