@@ -313,7 +313,7 @@ def test_long_examples_are_refused_at_reading_or_truncated(openrl_bin, llama_dir
 @pytest.mark.parametrize("args,message", [
     (["--lr-schedule", "step"], "--lr-schedule"),
     (["--eval-every", "2"], "--eval-every needs --eval-data"),
-    (["--epochs", "-1"], "--epochs must be > 0"),
+    (["--epochs", "-1"], "--epochs must be >= 0"),
     (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
     (["--steps", "-1"], "--steps must be >= 0"),
     (["--save-every", "2"], "--save-every needs --out"),

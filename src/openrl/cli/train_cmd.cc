@@ -66,7 +66,7 @@ int RunTrain(const TrainOptions& o) {
   if (o.steps < 0)
     return PrintError(InvalidArgument("--steps must be >= 0 (0: write the untrained adapter)"));
   if (!(o.epochs >= 0) || !std::isfinite(o.epochs))
-    return PrintError(InvalidArgument("--epochs must be > 0"));
+    return PrintError(InvalidArgument("--epochs must be >= 0 (0 = run --steps)"));
   if (o.warmup_steps < 0) return PrintError(InvalidArgument("--warmup-steps must be >= 0"));
   if (o.eval_every < 0)
     return PrintError(InvalidArgument("--eval-every must be >= 0 (0 = first and last step only)"));
@@ -178,9 +178,14 @@ int RunTrain(const TrainOptions& o) {
           : o.steps;
   engine::LrSchedule schedule{*schedule_kind, o.warmup_steps, steps};
 
-  // What decides the rest of a run: a checkpoint resumes only a run with the same settings and data.
-  auto data_hash = crypto::Sha256FileHex(o.data);
-  if (!data_hash.ok()) return PrintError(data_hash.status());
+  // What decides the rest of a run: a checkpoint resumes only a run with the same settings and data
+  // (the data file is hashed, a second read of it, only when there are checkpoints).
+  std::string data_hash;
+  if (o.save_every > 0 || !o.resume.empty()) {
+    auto hash = crypto::Sha256FileHex(o.data);
+    if (!hash.ok()) return PrintError(hash.status());
+    data_hash = *hash;
+  }
   Json run = {{"steps", steps},
               {"batch_size", o.batch_size},
               {"shuffle", o.shuffle},
@@ -195,7 +200,7 @@ int RunTrain(const TrainOptions& o) {
               {"train_on", o.train_on},
               {"full_finetune", adapter == nullptr},
               {"rows", n},
-              {"data_sha256", *data_hash}};
+              {"data_sha256", data_hash}};
   at::Generator cpu_rng = at::detail::getDefaultCPUGenerator();
   int64_t start = 0;
   if (!o.resume.empty()) {

@@ -94,7 +94,7 @@ struct Scheduler::Impl {
   std::map<std::string, std::chrono::steady_clock::time_point> client_seen;
   std::function<Result<int64_t>()> sweep_;  // Scheduler::SweepExpiredCheckpoints
 
-  // scheduler.cc
+  // scheduler_models.cc
   Result<LoadedBase*> LoadBase(const std::string& name);
   // Runs `fn` (which returns a Result) on a thread of its own with the engine's threads of tensor
   // work: the OpenMP workers it starts end with it instead of staying beside the engine's (see
@@ -113,6 +113,8 @@ struct Scheduler::Impl {
     }).join();
     return out;
   }
+
+  // scheduler.cc
   void EngineLoop();
   void PersistRunTouch(const std::string& run_id);
   // The ready item of `run`, if its next seq_id is queued (skipped seq_ids are passed over).
