@@ -319,7 +319,7 @@ def test_token_id_lists_are_checked_item_by_item(good, openrl_bin, real_tokenize
         assert line["error"]["code"] == "INVALID_ARGUMENT" and why in line["error"]["message"], (tokens, line)
     lines, proc = run_jsonl(openrl_bin, ["generate", "--model", str(model)],
                             [{"prompt_tokens": [1, 2 ** 40 + 1], "max_tokens": 2},
-                             {"prompt_tokens": [1, 2], "max_tokens": 2}])
+                             {"prompt_tokens": [1, 2], "max_tokens": 2, "temperature": 0, "ignore_eos": True}])
     assert f"prompt_tokens[1] = {2 ** 40 + 1} is outside the vocabulary" in lines[0]["error"]["message"], lines
     assert len(lines[1]["samples"][0]["tokens"]) == 2
     tokenizer = real_tokenizer_dirs["llama3"]
