@@ -79,6 +79,41 @@ Result<engine::SamplingParams> ParseSamplingParams(const Json& p, const engine::
   return out;
 }
 
+// A sample request's prompt scoring beyond prompt_logprobs (SDK 0.38): prompt_alt_tokens_k,
+// prompt_logprobs_last_n and target_prompt_logprobs, into `work.params` (its prompt is decoded and
+// checked). Returns the targets' layout, which the answer keeps (null when none were asked).
+Result<std::shared_ptr<PromptTargets>> ParsePromptScoring(const Json& body, const engine::BaseModelInfo& base,
+                                                          engine::SampleWork& work) {
+  engine::SamplingParams& p = work.params;
+  OPENRL_ASSIGN_OR_RETURN(p.prompt_alt_tokens,
+                          GetFieldOr<int64_t>(body, "prompt_alt_tokens_k", 0, "request"));
+  if (p.prompt_alt_tokens < 0 || p.prompt_alt_tokens > kMaxTopLogprobs)
+    return InvalidArgument("field 'prompt_alt_tokens_k' must be in 0.." + std::to_string(kMaxTopLogprobs) +
+                           ", got " + std::to_string(p.prompt_alt_tokens));
+  const int64_t scored = static_cast<int64_t>(work.prompt.size()) - 1;  // positions after the first
+  if (body.contains("prompt_logprobs_last_n") && !body["prompt_logprobs_last_n"].is_null()) {
+    OPENRL_ASSIGN_OR_RETURN(p.prompt_logprobs_last_n,
+                            GetFieldOr<int64_t>(body, "prompt_logprobs_last_n", 0, "request"));
+    if (!p.prompt_logprobs)
+      return InvalidArgument("field 'prompt_logprobs_last_n' needs prompt_logprobs: true");
+    if (p.prompt_logprobs_last_n < 1 || p.prompt_logprobs_last_n > scored)
+      return InvalidArgument("field 'prompt_logprobs_last_n' must be in 1..len(prompt) - 1 = " +
+                             std::to_string(scored) + ", got " + std::to_string(p.prompt_logprobs_last_n));
+  }
+  if (!body.contains("target_prompt_logprobs") || body["target_prompt_logprobs"].is_null())
+    return std::shared_ptr<PromptTargets>();
+  OPENRL_ASSIGN_OR_RETURN(
+      PromptTargets t, DecodePromptTargets(body["target_prompt_logprobs"], base.vocab_size, kMaxTopLogprobs,
+                                           "target_prompt_logprobs"));
+  if (t.rows != scored)
+    return InvalidArgument("target_prompt_logprobs has " + std::to_string(t.rows) + " rows; a prompt of " +
+                           std::to_string(scored + 1) + " tokens needs " + std::to_string(scored) +
+                           " (row i scores prompt position i + 1)");
+  p.prompt_target_ids = std::move(t.ids);
+  t.ids.clear();
+  return std::make_shared<PromptTargets>(std::move(t));
+}
+
 }  // namespace
 
 void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Impl>& self) {
@@ -324,6 +359,9 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
         return Problem(InvalidArgument("prompt token " + std::to_string(t) + " is " + std::to_string(work.prompt[t]) +
                                        ", outside the vocabulary [0, " + std::to_string(base.vocab_size) + ")"),
                        req);
+    OPENRL_ASSIGN_OR_RETURN_RESPONSE(std::shared_ptr<PromptTargets> targets,
+                                     ParsePromptScoring(body, base, work), req);
+    const int64_t alt_k = work.params.prompt_alt_tokens;
     if (static_cast<int64_t>(work.prompt.size()) + work.params.max_tokens > base.max_context)
       return Problem(InvalidArgument("prompt (" + std::to_string(work.prompt.size()) + " tokens) plus max_tokens (" +
                                      std::to_string(work.params.max_tokens) + ") exceed the model's context of " +
@@ -352,14 +390,15 @@ void TinkerApi::Impl::InstallTraining(http::Router& r, const std::shared_ptr<Imp
     work.cancel_id = fut->id;
     Status s = self->scheduler.SubmitSample(
         std::move(work),
-        self->Completion(fut->id, key.id, [self, key_id = key.id, session, prefill](engine::Output& out) {
-          auto& o = std::get<engine::SampleOutput>(out);
-          int64_t sampled = 0;
-          for (const auto& seq : o.sequences) sampled += static_cast<int64_t>(seq.tokens.size());
-          self->CountSampleUsage(key_id, session.id, session.base_model, prefill, sampled);
-          // Results are protobuf, the only form SDKs from 0.25 on decode.
-          return std::pair<std::string, std::string>{EncodeSampleProto(o), "proto"};
-        }));
+        self->Completion(
+            fut->id, key.id, [self, key_id = key.id, session, prefill, targets, alt_k](engine::Output& out) {
+              auto& o = std::get<engine::SampleOutput>(out);
+              int64_t sampled = 0;
+              for (const auto& seq : o.sequences) sampled += static_cast<int64_t>(seq.tokens.size());
+              self->CountSampleUsage(key_id, session.id, session.base_model, prefill, sampled);
+              // Results are protobuf, the only form SDKs from 0.25 on decode.
+              return std::pair<std::string, std::string>{EncodeSampleProto(o, targets.get(), alt_k), "proto"};
+            }));
     if (!s.ok()) {
       refund();
       self->futures.Fail(fut->id, s.message(), ErrorCategory(s));

@@ -405,7 +405,96 @@ void TopkToProto(const std::vector<std::vector<engine::TokenLogprob>>& rows, pb:
 
 }  // namespace
 
-std::string EncodeSampleProto(const engine::SampleOutput& out) {
+Result<PromptTargets> DecodePromptTargets(const Json& j, int64_t vocab_size, int64_t max_distinct,
+                                          const std::string& where) {
+  if (!j.is_object() || !j.contains("data") || !j["data"].is_array())
+    return InvalidArgument(where + " must be a TensorData object {data, dtype, shape}");
+  OPENRL_ASSIGN_OR_RETURN(std::string dtype, GetFieldOr<std::string>(j, "dtype", "int64", where));
+  if (dtype != "int64")
+    return InvalidArgument(where + ".dtype must be int64 (token ids), got '" + dtype + "'");
+  if (!j.contains("shape") || !j["shape"].is_array() || j["shape"].size() != 2)
+    return InvalidArgument(where + ".shape must be 2-D, [len(prompt) - 1, K]");
+  PromptTargets t;
+  for (size_t d = 0; d < 2; ++d) {
+    const Json& v = j["shape"][d];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0)
+      return InvalidArgument(where + ".shape[" + std::to_string(d) + "] must be a non-negative integer");
+    (d == 0 ? t.rows : t.cols) = v.get<int64_t>();
+  }
+  auto indices = [&](const char* name, std::vector<int64_t>& out) -> Status {
+    if (!j[name].is_array()) return InvalidArgument(where + "." + name + " must be a list of integers");
+    for (const Json& x : j[name]) {
+      if (!x.is_number_integer()) return InvalidArgument(where + "." + name + " must hold integers");
+      out.push_back(x.get<int64_t>());
+    }
+    return Status::Ok();
+  };
+  const Json& data = j["data"];
+  const bool sparse = j.contains("sparse_crow_indices") && !j["sparse_crow_indices"].is_null();
+  if (sparse) {
+    if (!j.contains("sparse_col_indices") || j["sparse_col_indices"].is_null())
+      return InvalidArgument(where + ": sparse_crow_indices needs sparse_col_indices");
+    OPENRL_RETURN_IF_ERROR(indices("sparse_crow_indices", t.crow));
+    OPENRL_RETURN_IF_ERROR(indices("sparse_col_indices", t.col));
+    if (static_cast<int64_t>(t.crow.size()) != t.rows + 1 || t.crow.front() != 0 ||
+        t.crow.back() != static_cast<int64_t>(t.col.size()) || t.col.size() != data.size())
+      return InvalidArgument(where + ": sparse CSR indices do not match the shape [" +
+                             std::to_string(t.rows) + ", " + std::to_string(t.cols) + "] and " +
+                             std::to_string(data.size()) + " values");
+    for (int64_t r = 0; r < t.rows; ++r)
+      if (t.crow[r] > t.crow[r + 1])
+        return InvalidArgument(where + ".sparse_crow_indices decrease at row " + std::to_string(r));
+    for (size_t k = 0; k < t.col.size(); ++k)
+      if (t.col[k] < 0 || t.col[k] >= t.cols)
+        return InvalidArgument(where + ".sparse_col_indices[" + std::to_string(k) + "] = " +
+                               std::to_string(t.col[k]) + " is outside [0, " + std::to_string(t.cols) + ")");
+  } else if (t.cols != 0 && (t.rows > static_cast<int64_t>(data.size()) / t.cols ||
+                             t.rows * t.cols != static_cast<int64_t>(data.size()))) {
+    return InvalidArgument(where + ": " + std::to_string(data.size()) + " values do not fill the shape [" +
+                           std::to_string(t.rows) + ", " + std::to_string(t.cols) + "]");
+  } else if (t.cols == 0 && !data.empty()) {
+    return InvalidArgument(where + ": values for a shape with no columns");
+  }
+  std::vector<int32_t> distinct;
+  t.ids.resize(static_cast<size_t>(t.rows));
+  for (int64_t r = 0; r < t.rows; ++r) {
+    size_t begin = sparse ? static_cast<size_t>(t.crow[r]) : static_cast<size_t>(r * t.cols);
+    size_t end = sparse ? static_cast<size_t>(t.crow[r + 1]) : begin + static_cast<size_t>(t.cols);
+    for (size_t k = begin; k < end; ++k) {
+      const Json& x = data[k];
+      std::string at = where + ".data[" + std::to_string(k) + "] = " + x.dump();
+      if (!x.is_number_integer()) return InvalidArgument(at + " is not an integer token id");
+      if (x.is_number_unsigned() ? x.get<uint64_t>() >= static_cast<uint64_t>(vocab_size)
+                                 : x.get<int64_t>() < -1 || x.get<int64_t>() >= vocab_size)
+        return InvalidArgument(at + " is outside the vocabulary (size " + std::to_string(vocab_size) +
+                               "; -1 asks for nothing)");
+      int32_t id = static_cast<int32_t>(x.get<int64_t>());
+      t.ids[static_cast<size_t>(r)].push_back(id);
+      if (id >= 0) distinct.push_back(id);
+    }
+  }
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  if (distinct.empty()) return InvalidArgument(where + " names no token id (every cell is -1)");
+  if (static_cast<int64_t>(distinct.size()) > max_distinct)
+    return InvalidArgument(where + " names " + std::to_string(distinct.size()) +
+                           " distinct token ids; at most " + std::to_string(max_distinct) +
+                           " are scored per request");
+  return t;
+}
+
+namespace {
+
+void DenseToProto(const std::vector<int64_t>& shape, pb::DType dtype, std::string bytes, pb::Tensor* msg) {
+  msg->set_dtype(dtype);
+  for (int64_t d : shape) msg->add_shape(d);
+  msg->set_dense(std::move(bytes));
+}
+
+}  // namespace
+
+std::string EncodeSampleProto(const engine::SampleOutput& out, const PromptTargets* targets,
+                              int64_t alt_tokens_k) {
   pb::SampleResponse msg;
   for (const engine::SampleResult& s : out.sequences) {
     pb::SampledSequence* seq = msg.add_sequences();
@@ -420,8 +509,34 @@ std::string EncodeSampleProto(const engine::SampleOutput& out) {
     msg.set_prompt_logprobs(Bytes(lp));
   }
   if (!out.prompt_top_logprobs.empty()) TopkToProto(out.prompt_top_logprobs, msg.mutable_topk_prompt_logprobs());
+  if (targets != nullptr) {
+    std::vector<float> values;
+    for (const auto& row : out.prompt_target_logprobs) values.insert(values.end(), row.begin(), row.end());
+    pb::Tensor* t = msg.mutable_target_prompt_logprobs();
+    if (targets->crow.empty()) {
+      DenseToProto({targets->rows, targets->cols}, pb::DTYPE_FLOAT32, Bytes(values), t);
+    } else {
+      t->set_dtype(pb::DTYPE_FLOAT32);
+      t->add_shape(targets->rows);
+      t->add_shape(targets->cols);
+      t->mutable_sparse_csr()->set_values(Bytes(values));
+      t->mutable_sparse_csr()->set_crow_indices(Bytes(targets->crow));
+      t->mutable_sparse_csr()->set_col_indices(Bytes(targets->col));
+    }
+  }
+  if (alt_tokens_k > 0) {
+    std::vector<int64_t> ids;
+    std::vector<float> lps;
+    for (const auto& row : out.prompt_alt_tokens)
+      for (const engine::TokenLogprob& x : row) {
+        ids.push_back(x.id);
+        lps.push_back(x.logprob);
+      }
+    std::vector<int64_t> shape{static_cast<int64_t>(out.prompt_alt_tokens.size()), alt_tokens_k};
+    DenseToProto(shape, pb::DTYPE_INT64, Bytes(ids), msg.mutable_prompt_alt_tokens()->mutable_tokens());
+    DenseToProto(shape, pb::DTYPE_FLOAT32, Bytes(lps), msg.mutable_prompt_alt_tokens()->mutable_logprobs());
+  }
   return msg.SerializeAsString();
 }
-
 
 }  // namespace openrl::api

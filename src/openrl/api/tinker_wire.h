@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "openrl/core/json.h"
 #include "openrl/core/status.h"
@@ -26,8 +27,24 @@ Status DecodeForwardBackwardProto(const std::string& body, ForwardBackwardCall& 
 // {"forward_backward_input": {"data", "loss_fn", "loss_fn_config", "forward_only"?}, "model_id", "seq_id"}
 Status DecodeForwardBackwardJson(const Json& body, ForwardBackwardCall& call);
 
+// A sample request's target_prompt_logprobs: a 2-D int64 TensorData [len(prompt) - 1, K], dense or
+// sparse CSR, whose row i names token ids to score at prompt position i + 1 (-1: none). The answer
+// is a float32 tensor of the same shape and layout.
+struct PromptTargets {
+  int64_t rows = 0, cols = 0;
+  std::vector<int64_t> crow, col;         // sparse CSR; both empty when dense
+  std::vector<std::vector<int32_t>> ids;  // per row: its cells' ids, in the layout's order
+};
+// Checks everything but the row count against the prompt: integer ids in [-1, vocab_size), at
+// least one id, at most `max_distinct` distinct ids; errors name `where` and the offending entry.
+Result<PromptTargets> DecodePromptTargets(const Json& j, int64_t vocab_size, int64_t max_distinct,
+                                          const std::string& where);
+
 std::string EncodeForwardBackwardProto(const engine::ForwardBackwardOutput& out);
-std::string EncodeSampleProto(const engine::SampleOutput& out);
+// `targets`: the request's target_prompt_logprobs (their layout is the answer's); `alt_tokens_k`:
+// its prompt_alt_tokens_k (0: none asked).
+std::string EncodeSampleProto(const engine::SampleOutput& out, const PromptTargets* targets = nullptr,
+                              int64_t alt_tokens_k = 0);
 
 // {"chunks": [{"type": "encoded_text", "tokens": [...]}, ...]} → tokens.
 Result<std::vector<int32_t>> DecodeModelInput(const Json& j, const std::string& where);

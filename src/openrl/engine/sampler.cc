@@ -84,20 +84,71 @@ LoraBatch GroupRows(const std::vector<const LoraAdapter*>& adapters, at::Device 
   return batch;
 }
 
-void FillPromptLogprobs(const at::Tensor& logits, const std::vector<SampleRequest>& reqs,
-                        int64_t P, std::vector<SampleResult>& out) {
-  at::Tensor lp = at::log_softmax(logits, -1).cpu();  // (B, P, V)
+// The first prompt position whose next-token distribution a request asks about (n when none).
+int64_t FirstScoredPosition(const SampleRequest& r) {
+  const SamplingParams& p = r.params;
+  int64_t n = static_cast<int64_t>(r.prompt.size()), first = n;
+  if (p.prompt_logprobs) first = p.prompt_logprobs_last_n > 0 ? n - p.prompt_logprobs_last_n : 1;
+  if (p.prompt_alt_tokens > 0) first = std::min<int64_t>(first, 1);
+  for (size_t row = 0; row < p.prompt_target_ids.size() && static_cast<int64_t>(row) + 1 < first; ++row)
+    if (std::any_of(p.prompt_target_ids[row].begin(), p.prompt_target_ids[row].end(),
+                    [](int32_t id) { return id >= 0; }))
+      first = static_cast<int64_t>(row) + 1;
+  return std::max<int64_t>(first, 1);
+}
+
+// Everything a request asks about its prompt, from the prefill's logits over the padded columns
+// [S, P) (B, P - S, V): row b's token t (t >= 1) is scored at column P - n + t - 1 - S.
+void ScorePrompts(const at::Tensor& logits, int64_t S, const std::vector<SampleRequest>& reqs, int64_t P,
+                  const std::vector<uint64_t>& seeds, std::vector<SampleResult>& out) {
   for (size_t b = 0; b < reqs.size(); ++b) {
-    const auto& r = reqs[b];
-    if (!r.params.prompt_logprobs) continue;
-    int64_t n = static_cast<int64_t>(r.prompt.size()), pad = P - n;
-    auto& res = out[b];
-    res.prompt_logprobs.push_back(std::nullopt);
-    res.prompt_top_logprobs.emplace_back();
-    for (int64_t t = 1; t < n; ++t) {
-      at::Tensor row = lp[b][pad + t - 1];
-      res.prompt_logprobs.push_back(row[r.prompt[t]].item<float>());
-      res.prompt_top_logprobs.push_back(TopK(row, r.params.prompt_top_logprobs));
+    const SampleRequest& r = reqs[b];
+    const SamplingParams& p = r.params;
+    int64_t n = static_cast<int64_t>(r.prompt.size()), first = FirstScoredPosition(r);
+    SampleResult& res = out[b];
+    if (first >= n) {  // a one-token prompt: nothing to score
+      if (p.prompt_logprobs) {
+        res.prompt_logprobs.assign(static_cast<size_t>(n), std::nullopt);
+        res.prompt_top_logprobs.assign(static_cast<size_t>(n), {});
+      }
+      continue;
+    }
+    at::Tensor rows =
+        logits[static_cast<int64_t>(b)].narrow(0, P - n + first - 1 - S, n - first);  // positions first..n-1
+    at::Tensor lp = at::log_softmax(rows, -1).cpu().contiguous();
+    const int64_t V = lp.size(1);
+    const float* lpd = lp.data_ptr<float>();
+    auto logprob = [&](int64_t t, int64_t id) { return lpd[(t - first) * V + id]; };
+    if (p.prompt_logprobs) {
+      int64_t from = p.prompt_logprobs_last_n > 0 ? n - p.prompt_logprobs_last_n : 1;
+      res.prompt_logprobs.assign(static_cast<size_t>(from), std::nullopt);
+      res.prompt_top_logprobs.assign(static_cast<size_t>(from), {});
+      for (int64_t t = from; t < n; ++t) {
+        res.prompt_logprobs.push_back(logprob(t, r.prompt[t]));
+        res.prompt_top_logprobs.push_back(TopK(lp[t - first], p.prompt_top_logprobs));
+      }
+    }
+    for (size_t row = 0; row < p.prompt_target_ids.size(); ++row) {
+      std::vector<float> values;
+      for (int32_t id : p.prompt_target_ids[row])
+        values.push_back(id >= 0 ? logprob(static_cast<int64_t>(row) + 1, id) : 0.0f);
+      res.prompt_target_logprobs.push_back(std::move(values));
+    }
+    if (p.prompt_alt_tokens > 0) {
+      // Drawn from a generator of their own, so the sampled tokens are the same with or without them.
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seeds[b] ^ 0x5DEECE66Dull);
+      at::Tensor draws =
+          p.temperature > 0
+              ? at::multinomial(at::softmax(rows.cpu().to(at::kFloat) / p.temperature, -1),
+                                p.prompt_alt_tokens, /*replacement=*/true, gen)
+              : rows.argmax(-1, /*keepdim=*/true).cpu().expand({n - 1, p.prompt_alt_tokens}).contiguous();
+      auto d = draws.accessor<int64_t, 2>();
+      for (int64_t t = 1; t < n; ++t) {
+        std::vector<TokenLogprob> alts;
+        for (int64_t j = 0; j < p.prompt_alt_tokens; ++j)
+          alts.push_back({static_cast<int32_t>(d[t - 1][j]), logprob(t, d[t - 1][j])});
+        res.prompt_alt_tokens.push_back(std::move(alts));
+      }
     }
   }
 }
@@ -109,8 +160,17 @@ Status SamplingParams::Validate(int64_t vocab_size) const {
   if (temperature < 0) return InvalidArgument("sampling_params.temperature must be >= 0");
   if (!(top_p > 0 && top_p <= 1)) return InvalidArgument("sampling_params.top_p must be in (0, 1]");
   if (min_p < 0 || min_p > 1) return InvalidArgument("sampling_params.min_p must be in [0, 1]");
-  if (top_logprobs < 0 || prompt_top_logprobs < 0)
-    return InvalidArgument("sampling_params: top logprobs counts must be >= 0");
+  if (top_logprobs < 0 || prompt_top_logprobs < 0 || prompt_alt_tokens < 0)
+    return InvalidArgument("sampling_params: top logprobs and prompt draw counts must be >= 0");
+  if (prompt_logprobs_last_n < 0) return InvalidArgument("prompt_logprobs_last_n must be >= 1");
+  if (prompt_logprobs_last_n > 0 && !prompt_logprobs)
+    return InvalidArgument("prompt_logprobs_last_n needs prompt_logprobs");
+  for (size_t row = 0; row < prompt_target_ids.size(); ++row)
+    for (int32_t id : prompt_target_ids[row])
+      if (id < -1 || id >= vocab_size)
+        return InvalidArgument("target_prompt_logprobs row " + std::to_string(row) + ": token id " +
+                               std::to_string(id) + " is outside the vocabulary (size " +
+                               std::to_string(vocab_size) + "; -1 asks for nothing)");
   for (auto id : stop_token_ids)
     if (id < 0 || id >= vocab_size) return InvalidArgument("sampling_params.stop: token id out of range");
   return Status::Ok();
@@ -228,6 +288,14 @@ Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleReques
     if (n + r.params.max_tokens > cfg.max_position_embeddings)
       return InvalidArgument(where + "prompt plus max_tokens (" + std::to_string(n + r.params.max_tokens) +
                              ") exceeds the model's context of " + std::to_string(cfg.max_position_embeddings));
+    const SamplingParams& p = r.params;
+    if (p.prompt_logprobs_last_n > n - 1)
+      return InvalidArgument(where + "prompt_logprobs_last_n = " + std::to_string(p.prompt_logprobs_last_n) +
+                             " but the prompt has only " + std::to_string(n - 1) + " tokens to score");
+    if (!p.prompt_target_ids.empty() && static_cast<int64_t>(p.prompt_target_ids.size()) != n - 1)
+      return InvalidArgument(where + "target_prompt_logprobs has " +
+                             std::to_string(p.prompt_target_ids.size()) + " rows; a prompt of " +
+                             std::to_string(n) + " tokens needs " + std::to_string(n - 1));
     P = std::max<int64_t>(P, n);
   }
   try {
@@ -248,14 +316,18 @@ Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleReques
     LoraBatch lora = GroupRows(adapters, im.model.device());
     model::ForwardArgs args{ids, {}, valid, &prefill, &lora, false};
     at::Tensor hidden = im.model.Hidden(args);
-    at::Tensor last;
-    if (std::any_of(reqs.begin(), reqs.end(), [](auto& r) { return r.params.prompt_logprobs; })) {
-      at::Tensor logits = im.model.Logits(hidden, &lora);
-      FillPromptLogprobs(logits, reqs, P, fresh);
-      last = logits.select(1, P - 1);
-    } else {
-      last = im.model.Logits(hidden.narrow(1, P - 1, 1), &lora).squeeze(1);
+    std::vector<uint64_t> seeds;
+    for (const auto& r : reqs)
+      seeds.push_back(r.params.seed ? *r.params.seed : (static_cast<uint64_t>(im.rd()) << 32 | im.rd()));
+    // The head runs over the columns some request scores (and the last one, which every row samples from).
+    int64_t S = P - 1;
+    for (const auto& r : reqs) {
+      int64_t n = static_cast<int64_t>(r.prompt.size()), first = FirstScoredPosition(r);
+      if (first < n) S = std::min(S, P - n + first - 1);
     }
+    at::Tensor logits = im.model.Logits(hidden.narrow(1, S, P - S), &lora);
+    ScorePrompts(logits, S, reqs, P, seeds, fresh);
+    at::Tensor last = logits.select(1, P - S - 1);
     // Join the running batch: room for every row's remaining tokens from the shared slot on.
     int64_t length = std::max<int64_t>(P, im.cache ? im.cache->length() : 0);
     int64_t remaining = 1;
@@ -266,9 +338,10 @@ Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleReques
     im.cache->Join(prefill, std::max(length + remaining, im.cache->capacity()));
     im.logits = im.logits.defined() && im.logits.size(0) > 0 ? at::cat({im.logits, last}, 0) : last;
     for (int64_t b = 0; b < B; ++b) {
-      const SampleRequest& r = reqs[b];
-      uint64_t seed = r.params.seed ? *r.params.seed : (static_cast<uint64_t>(im.rd()) << 32 | im.rd());
-      im.rows.push_back(Impl::Row{im.next_ticket, r, std::move(fresh[b]), at::make_generator<at::CPUGeneratorImpl>(seed)});
+      Impl::Row row{im.next_ticket, reqs[b], std::move(fresh[b]),
+                    at::make_generator<at::CPUGeneratorImpl>(seeds[b])};
+      row.request.params.prompt_target_ids.clear();  // scored; decode steps never look at them
+      im.rows.push_back(std::move(row));
       tickets.push_back(im.next_ticket++);
     }
     im.Regroup();

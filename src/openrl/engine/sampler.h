@@ -31,6 +31,11 @@ struct SamplingParams {
   int64_t top_logprobs = 0;                   // alternatives per sampled token
   bool prompt_logprobs = false;
   int64_t prompt_top_logprobs = 0;
+  // Prompt scoring beyond prompt_logprobs, done in the prefill (the scheduler asks it of a
+  // request's first sample only). Row t - 1 of each is prompt position t (position 0 has no context).
+  int64_t prompt_logprobs_last_n = 0;  // > 0: prompt logprobs (and their top-k) of the last n tokens only
+  std::vector<std::vector<int32_t>> prompt_target_ids;  // per row: ids whose logprobs to return; -1 = none
+  int64_t prompt_alt_tokens = 0;  // per row: draws, with replacement, at the temperature (0: the argmax)
   Status Validate(int64_t vocab_size) const;
 };
 
@@ -52,6 +57,11 @@ struct SampleResult {
   std::string finish_reason;     // "stop" | "length"
   std::vector<std::optional<float>> prompt_logprobs;  // first entry null
   std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;
+  // Logprobs of params.prompt_target_ids, in their layout (0 where the id is -1), and the
+  // params.prompt_alt_tokens draws per prompt position after the first. Like prompt_logprobs,
+  // these are the model's own log-softmax (temperature 1).
+  std::vector<std::vector<float>> prompt_target_logprobs;
+  std::vector<std::vector<TokenLogprob>> prompt_alt_tokens;
 };
 
 // Iteration-level continuous batching over one model: requests join between decode steps

@@ -145,6 +145,8 @@ struct SampleOutput {
   std::vector<SampleResult> sequences;
   std::vector<std::optional<float>> prompt_logprobs;            // when asked
   std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;  // when asked
+  std::vector<std::vector<float>> prompt_target_logprobs;      // params.prompt_target_ids' layout
+  std::vector<std::vector<TokenLogprob>> prompt_alt_tokens;    // params.prompt_alt_tokens per position
 };
 
 using Work = std::variant<ForwardBackwardWork, OptimStepWork, SaveWork, LoadWork, SampleWork>;

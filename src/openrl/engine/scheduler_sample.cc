@@ -111,16 +111,19 @@ int64_t Scheduler::Impl::AdmitSamples(std::vector<std::pair<SampleWork, Done>>& 
     }
     uint64_t seed = w.params.seed ? *w.params.seed : (static_cast<uint64_t>(rd()) << 32 | rd());
     const model::Transformer* weights = sampler->weights ? sampler->weights.get() : sampler->base->model.model.get();
+    // The prompt is scored once, in the first sample's prefill.
+    SamplingParams unscored = w.params;
+    unscored.prompt_logprobs = false;
+    unscored.prompt_top_logprobs = 0;
+    unscored.prompt_logprobs_last_n = 0;
+    unscored.prompt_target_ids.clear();
+    unscored.prompt_alt_tokens = 0;
     std::vector<SampleRequest> rows;
     for (int64_t s = 0; s < w.num_samples; ++s) {
       SampleRequest r;
       r.prompt = w.prompt;
-      r.params = w.params;
+      r.params = s == 0 ? w.params : unscored;
       r.params.seed = seed + static_cast<uint64_t>(s) * 0x9E3779B97F4A7C15ull;
-      if (s > 0) {
-        r.params.prompt_logprobs = false;
-        r.params.prompt_top_logprobs = 0;
-      }
       r.adapter = sampler->adapter.get();
       rows.push_back(std::move(r));
     }
@@ -205,6 +208,8 @@ int64_t Scheduler::Impl::StepGenerations() {
       if (sample == 0) {
         pending->out.prompt_logprobs = std::move(res.prompt_logprobs);
         pending->out.prompt_top_logprobs = std::move(res.prompt_top_logprobs);
+        pending->out.prompt_target_logprobs = std::move(res.prompt_target_logprobs);
+        pending->out.prompt_alt_tokens = std::move(res.prompt_alt_tokens);
       }
       pending->out.sequences[static_cast<size_t>(sample)] = std::move(res);
       if (--pending->remaining == 0) {
