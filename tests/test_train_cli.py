@@ -15,6 +15,8 @@ held-out evaluation.
   - a run resumed from one of its --save-every checkpoints (adapter or model, AdamW state, RNG,
     trainer_state.json) gives the uninterrupted run's remaining steps bit for bit, LoRA (with
     dropout, so the RNG matters) and full fine-tuning; other settings or data are refused;
+  - --packing: the rows of TRL's best-fit-decreasing packing, each example attending only to itself;
+    a whole packed run equals SFTTrainer(packing=True)'s, and a packed step's loss the unpacked one's;
   - examples longer than --max-length (default: the model's context) are refused when the dataset
     is read, naming the file and line, or with --truncate cut to their first tokens;
   - bad flags are refused naming the flag.
@@ -30,6 +32,7 @@ from datasets import Dataset
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, models as tokenizer_models
 from trl import SFTConfig, SFTTrainer
+from trl.data_utils import pack_dataset
 
 from model_factory import make_model
 
@@ -203,6 +206,90 @@ def test_a_run_equals_trl_sft_trainer_step_for_step(openrl_bin, llama_dir, tmp_p
     for name in a:
         assert float((a[name] - a0[name]).abs().max()) > 1e-4, f"{name} did not train"
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_packing_equals_trl_sft_trainer_with_packing(openrl_bin, llama_dir, tmp_path):
+    """--packing: the rows are those of TRL's best-fit-decreasing packing, each example attends
+    only to itself with its positions from 0, and no example's first token is predicted from the one
+    before it; so a whole run equals SFTTrainer(packing=True)'s step for step (TRL flattens a batch
+    into one padding-free row; we keep packed rows, padded to the longest)."""
+    g = torch.Generator().manual_seed(1)
+    rows = [torch.randint(3, 160, (int(n),), generator=g).tolist() for n in torch.randint(4, 40, (14,), generator=g)]
+    rows.append(torch.randint(3, 160, (len(rows[2]),), generator=g).tolist())  # a tie in length: file order decides
+    start = lora_start(llama_dir, tmp_path / "start")
+    batch, epochs, lr, length = 2, 2, 5e-3, 48
+
+    packed = pack_dataset(Dataset.from_list([{"input_ids": r} for r in rows]), length, "bfd")
+    if len(packed) % batch:  # whole batches per epoch, as TRL's epochs end on a short batch and ours run on
+        rows.append(torch.randint(3, 160, (length,), generator=g).tolist())  # a row of its own
+        packed = pack_dataset(Dataset.from_list([{"input_ids": r} for r in rows]), length, "bfd")
+    assert len(packed) % batch == 0
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, **{f"t{i}": i for i in range(3, 160)}}
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(tokenizer_models.WordLevel(vocab, unk_token="<pad>")),
+        pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    model = peft.PeftModel.from_pretrained(transformers.LlamaForCausalLM.from_pretrained(llama_dir, torch_dtype=torch.float32),
+                                           start, is_trainable=True)
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), report_to=[], use_cpu=True, bf16=False,
+                     per_device_train_batch_size=batch, num_train_epochs=epochs, learning_rate=lr,
+                     lr_scheduler_type="linear", max_grad_norm=1.0, weight_decay=0.0, adam_beta2=0.999,
+                     adam_epsilon=1e-8, optim="adamw_torch", save_strategy="no", max_length=length, packing=True,
+                     logging_steps=1, disable_tqdm=True)
+    trainer = SequentialSFTTrainer(model=model, args=args, processing_class=tok,
+                                   train_dataset=Dataset.from_list([{"input_ids": r} for r in rows]))
+    assert trainer.padding_free and len(trainer.train_dataset) == len(packed) < len(rows)
+    trainer.train()
+    trainer.model.save_pretrained(tmp_path / "theirs")
+    steps = len(packed) * epochs // batch
+
+    proc = train(openrl_bin, llama_dir, [{"tokens": r} for r in rows], tmp_path, "--adapter", start, "--packing",
+                 "--max-length", length, "--epochs", epochs, "--batch-size", batch, "--micro-batch", 1, "--lr", lr,
+                 "--lr-schedule", "linear", "--clip", 1.0, "--out", tmp_path / "ours", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"packed {len(rows)} examples into {len(packed)} rows of at most {length} tokens" in proc.stderr
+    ours = [json.loads(l) for l in proc.stdout.splitlines()]
+    # Each step's rows are TRL's packed rows, in order: its targets are their tokens less one per example.
+    seq_lengths = packed["seq_lengths"]
+    want_tokens = [sum(sum(n - 1 for n in seq_lengths[(2 * k + i) % len(packed)]) for i in range(batch))
+                   for k in range(steps)]
+    assert [s["tokens"] for s in ours] == want_tokens
+    assert len(trainer.losses) == len(ours) == steps
+    assert [s["loss"] for s in ours] == pytest.approx(trainer.losses, rel=1e-5)
+    a, b = load_file(tmp_path / "ours" / "adapter_model.safetensors"), load_file(tmp_path / "theirs" / "adapter_model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+    # Packing changes the passes, not the loss: one step over every example packed equals one
+    # step over them one per row (and fewer, fuller rows: 100% of the padded tokens are real).
+    one = lambda *extra: train(openrl_bin, llama_dir, [{"tokens": r} for r in rows], tmp_path, "--adapter", start,  # noqa: E731
+                               "--steps", 1, "--lr", 0, "--max-length", length, *extra)[0][0]
+    unpacked, packed_step = one("--batch-size", len(rows)), one("--packing", "--batch-size", len(packed))
+    assert unpacked["tokens"] == packed_step["tokens"] == sum(len(r) - 1 for r in rows)
+    assert packed_step["loss"] == pytest.approx(unpacked["loss"], rel=1e-5)
+    assert packed_step["grad_norm"] == pytest.approx(unpacked["grad_norm"], rel=1e-4)
+
+
+@pytest.mark.parametrize("family", ["gemma3", "qwen3"])
+def test_packed_and_unpacked_steps_agree_for_other_families(openrl_bin, tmp_path, family):
+    """Gemma 3's sliding-window layers (window 8 here, shorter than the examples) keep to their
+    segment too; Qwen 3's q/k norms see restarted positions."""
+    model_dir = tmp_path / family
+    make_model(family, model_dir)
+    rows = token_rows([20, 7, 13, 31, 9, 16], seed=2)
+
+    def step(*extra):
+        steps, _ = train(openrl_bin, model_dir, rows, tmp_path, "--steps", 1, "--lr", 0, "--max-length", 40, *extra)
+        return steps[0]
+
+    unpacked, packed = step("--batch-size", len(rows)), step("--packing", "--batch-size", 3)
+    assert unpacked["tokens"] == packed["tokens"] == sum(len(r["tokens"]) - 1 for r in rows)
+    assert packed["loss"] == pytest.approx(unpacked["loss"], rel=1e-5)
+    assert packed["grad_norm"] == pytest.approx(unpacked["grad_norm"], rel=1e-4)
+
+
+def test_packing_is_refused_without_a_row_length(openrl_bin, llama_dir, tmp_path):
+    proc = train(openrl_bin, llama_dir, token_rows([5, 6]), tmp_path, "--packing", check=False)
+    assert proc.returncode != 0 and "--packing needs --max-length" in proc.stderr
 
 
 def lora_start(model_dir, out, dropout=0.0, seed=0):

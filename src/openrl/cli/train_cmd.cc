@@ -49,6 +49,7 @@ struct TrainOptions {
   int64_t save_every = 0;  // > 0: <out>/checkpoint-<step> every this many steps
   int64_t max_length = 0;  // 0: the model's context
   bool truncate = false;
+  bool packing = false;    // examples packed into rows of --max-length tokens
   std::string resume;      // a checkpoint directory to go on from
   int64_t batch_size = 8;
   int64_t micro_batch = 8;
@@ -128,8 +129,22 @@ int RunTrain(const TrainOptions& o) {
                                       " tokens"));
   fmt.max_length = o.max_length > 0 ? o.max_length : context;
   fmt.truncate = o.truncate;
+  if (o.packing && o.max_length == 0)
+    return PrintError(InvalidArgument("--packing needs --max-length: the length of a packed row in tokens"));
   auto data = engine::ReadSupervisedJsonl(o.data, fmt, static_cast<size_t>(at::get_num_threads()));
   if (!data.ok()) return PrintError(data.status());
+  if (o.packing && !o.print_examples) {
+    const size_t examples = data->size();
+    data = engine::PackExamples(std::move(data).value(), fmt.max_length);
+    if (!data.ok()) return PrintError(data.status().WithContext(o.data));
+    int64_t tokens = 0;
+    for (const auto& row : *data) tokens += static_cast<int64_t>(row.tokens.size());
+    std::fprintf(stderr, "packed %zu examples into %zu rows of at most %lld tokens (%.1f%% full)\n", examples,
+                 data->size(), static_cast<long long>(fmt.max_length),
+                 data->empty() ? 0.0
+                               : 100.0 * static_cast<double>(tokens) /
+                                     static_cast<double>(data->size() * fmt.max_length));
+  }
   std::vector<engine::SupervisedExample> eval;
   if (!o.eval_data.empty() && !o.print_examples) {
     auto e = engine::ReadSupervisedJsonl(o.eval_data, fmt, static_cast<size_t>(at::get_num_threads()));
@@ -198,6 +213,9 @@ int RunTrain(const TrainOptions& o) {
               {"eps", o.eps},
               {"clip", o.clip},
               {"train_on", o.train_on},
+              {"max_length", fmt.max_length},
+              {"truncate", o.truncate},
+              {"packing", o.packing},
               {"full_finetune", adapter == nullptr},
               {"rows", n},
               {"data_sha256", data_hash}};
@@ -310,17 +328,19 @@ int RunTrain(const TrainOptions& o) {
   for (int64_t step = start; step < steps; ++step) {
     std::vector<std::vector<int32_t>> batch;
     std::vector<std::vector<float>> weights;
+    std::vector<std::vector<int64_t>> segments;  // packed rows only
     for (int64_t i = 0; i < o.batch_size; ++i) {
       const auto& ex = row_at(step * o.batch_size + i);
       batch.push_back(ex.tokens);
       weights.push_back(ex.weights);
+      if (o.packing) segments.push_back(ex.segments);
     }
     hp.lr = o.lr * schedule.Factor(step);
     Result<engine::StepReport> rep = InvalidArgument("unreachable");
     bool profiled = !o.profile.empty() && step == steps - 1;
     if (profiled) StartProfiler();
     if (step == 0 && !o.dump_grads.empty()) {
-      rep = trainer.ForwardBackwardWeighted(batch, weights);
+      rep = trainer.ForwardBackwardWeighted(batch, weights, segments);
       if (!rep.ok()) return PrintError(rep.status());
       std::vector<std::pair<std::string, at::Tensor>> grads;
       auto named = adapter ? adapter->NamedTensors() : base.NamedParameters();
@@ -330,7 +350,7 @@ int RunTrain(const TrainOptions& o) {
       if (!st.ok()) return PrintError(st.status());
       rep->grad_norm = st->grad_norm;
     } else {
-      rep = trainer.StepWeighted(batch, weights, hp);
+      rep = trainer.StepWeighted(batch, weights, hp, segments);
       if (!rep.ok()) return PrintError(rep.status());
     }
     if (profiled) {
@@ -410,6 +430,9 @@ void Install(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--truncate", o->truncate,
                 "cut examples longer than --max-length to their first tokens instead");
+  sub->add_flag("--packing", o->packing,
+                "pack examples end to end into rows of --max-length tokens (best fit decreasing, as TRL's "
+                "packing); each attends only to itself, and --batch-size counts packed rows");
   sub->add_option(
          "--save-every", o->save_every,
          "write OUT/checkpoint-<step> (adapter or model, optimizer, RNG, trainer_state.json) every this "

@@ -99,12 +99,56 @@ Result<TokenBatch> MakeShiftedBatch(const std::vector<std::vector<int32_t>>& seq
   return MakeBatch(inputs, targets, cfg);
 }
 
+Result<TokenBatch> MakePackedBatch(const std::vector<std::vector<int32_t>>& rows,
+                                   const std::vector<std::vector<int64_t>>& segments,
+                                   const model::ModelConfig& cfg) {
+  if (segments.size() != rows.size())
+    return InvalidArgument("segments has " + std::to_string(segments.size()) + " rows for " +
+                           std::to_string(rows.size()) + " packed rows");
+  OPENRL_ASSIGN_OR_RETURN(TokenBatch out, MakeShiftedBatch(rows, cfg));
+  const int64_t B = out.input_ids.size(0), T = out.input_ids.size(1);
+  out.position_ids = at::zeros({B, T}, at::kLong);
+  out.segment_ids = at::full({B, T}, -1, at::kLong);  // padding: a segment of its own
+  auto pos = out.position_ids.accessor<int64_t, 2>();
+  auto seg = out.segment_ids.accessor<int64_t, 2>();
+  auto mk = out.mask.accessor<float, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& lengths = segments[static_cast<size_t>(b)];
+    int64_t total = 0;
+    for (int64_t len : lengths) {
+      if (len < 1)
+        return InvalidArgument("row " + std::to_string(b) + ": a packed sequence of " + std::to_string(len) +
+                               " tokens");
+      total += len;
+    }
+    if (total != static_cast<int64_t>(rows[static_cast<size_t>(b)].size()))
+      return InvalidArgument("row " + std::to_string(b) + ": its sequences hold " + std::to_string(total) +
+                             " tokens, the row " + std::to_string(rows[static_cast<size_t>(b)].size()));
+    const int64_t inputs = out.lengths[static_cast<size_t>(b)];  // the row's tokens but the last
+    int64_t start = 0;
+    for (size_t s = 0; s < lengths.size(); ++s) {
+      for (int64_t t = start; t < start + lengths[s] && t < inputs; ++t) {
+        pos[b][t] = t - start;
+        seg[b][t] = static_cast<int64_t>(s);
+      }
+      // Input start - 1 (the previous sequence's last token) would predict this sequence's first.
+      if (start > 0) mk[b][start - 1] = 0.0f;
+      start += lengths[s];
+    }
+  }
+  return out;
+}
+
 at::Tensor TargetLogprobs(const model::Transformer& model, const TokenBatch& batch,
                           const model::LoraBatch* lora, bool checkpoint_layers) {
   model::ForwardArgs args;
   args.input_ids = batch.input_ids.to(model.device());
   args.lora = lora;
   args.checkpoint_layers = checkpoint_layers;
+  if (batch.segment_ids.defined()) {
+    args.position_ids = batch.position_ids;
+    args.segment_ids = batch.segment_ids;
+  }
   at::Tensor lp =
       model.TargetLogprobs(model.Hidden(args), batch.targets.to(model.device()), lora);  // (B, T[, K])
   at::Tensor mask = batch.mask.to(model.device());

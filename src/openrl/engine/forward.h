@@ -20,12 +20,20 @@ struct TokenBatch {
   at::Tensor targets;
   at::Tensor mask;       // (B, T) float: 1 where a target exists
   std::vector<int64_t> lengths;  // input length per row
+  at::Tensor position_ids, segment_ids;  // (B, T) int64, packed rows only (MakePackedBatch)
 };
 
 // Builds inputs/targets from full sequences: input = seq[:-1], target = seq[1:]. Checks ids
 // against the vocabulary and lengths against the context; errors name the row and position.
 Result<TokenBatch> MakeShiftedBatch(const std::vector<std::vector<int32_t>>& sequences,
                                     const model::ModelConfig& cfg);
+// Rows of several sequences packed end to end: segments[b] lists row b's sequence lengths (they sum
+// to its length). Inputs and targets as MakeShiftedBatch's, except that a target starting the next
+// sequence has no mask (nothing before it in its sequence), positions restart at each sequence, and
+// segment_ids keep each token's attention inside its own.
+Result<TokenBatch> MakePackedBatch(const std::vector<std::vector<int32_t>>& rows,
+                                   const std::vector<std::vector<int64_t>>& segments,
+                                   const model::ModelConfig& cfg);
 // Builds from explicit inputs and targets of equal length per row (Tinker's Datum layout).
 Result<TokenBatch> MakeBatch(const std::vector<std::vector<int32_t>>& inputs,
                              const std::vector<std::vector<int32_t>>& targets,

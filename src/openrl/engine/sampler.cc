@@ -314,7 +314,7 @@ Result<std::vector<int64_t>> GenerationBatch::Add(const std::vector<SampleReques
     for (const auto& r : reqs) adapters.push_back(r.adapter);
     KvCache prefill(cfg, B, P, im.model.dtype(), im.model.device());
     LoraBatch lora = GroupRows(adapters, im.model.device());
-    model::ForwardArgs args{ids, {}, valid, &prefill, &lora, false};
+    model::ForwardArgs args{ids, {}, valid, &prefill, &lora, false, {}};
     at::Tensor hidden = im.model.Hidden(args);
     std::vector<uint64_t> seeds;
     for (const auto& r : reqs)
@@ -416,8 +416,13 @@ Result<std::vector<std::pair<int64_t, SampleResult>>> GenerationBatch::Step() {
       if (im.rows.empty()) return finished;
     }
     at::Tensor step_ids = at::tensor(next_tokens, at::kLong).view({-1, 1}).to(im.model.device());
-    model::ForwardArgs args{step_ids, {}, at::ones({static_cast<int64_t>(im.rows.size()), 1}, at::kBool), im.cache.get(),
-                            &im.lora, false};
+    model::ForwardArgs args{step_ids,
+                            {},
+                            at::ones({static_cast<int64_t>(im.rows.size()), 1}, at::kBool),
+                            im.cache.get(),
+                            &im.lora,
+                            false,
+                            {}};
     im.logits = im.model.Logits(im.model.Hidden(args), &im.lora).squeeze(1);
   } catch (const std::exception& e) {
     return StatusFromException(e, "generate");

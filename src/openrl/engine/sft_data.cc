@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <deque>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <thread>
@@ -418,6 +421,56 @@ Result<std::vector<SupervisedExample>> ReadSupervisedJsonl(const std::string& pa
   for (auto& t : pool) t.join();
   if (!error.ok()) return error;
   return rows;
+}
+
+Result<std::vector<SupervisedExample>> PackExamples(std::vector<SupervisedExample> examples,
+                                                    int64_t capacity) {
+  if (capacity < 1) return InvalidArgument("packing needs a row length of at least 1 token");
+  std::vector<size_t> by_length(examples.size());
+  std::iota(by_length.begin(), by_length.end(), 0);
+  for (size_t i = 0; i < examples.size(); ++i)
+    if (static_cast<int64_t>(examples[i].tokens.size()) > capacity)
+      return InvalidArgument("example " + std::to_string(i) + " has " +
+                             std::to_string(examples[i].tokens.size()) +
+                             " tokens, more than a packed row's " + std::to_string(capacity));
+  std::stable_sort(by_length.begin(), by_length.end(),
+                   [&](size_t a, size_t b) { return examples[a].tokens.size() > examples[b].tokens.size(); });
+  std::vector<std::vector<size_t>> rows;               // example indices, in the order they joined
+  std::map<int64_t, std::deque<size_t>> rows_by_room;  // free room → rows with it, first come first
+  std::vector<int64_t> room;
+  for (size_t i : by_length) {
+    const int64_t len = static_cast<int64_t>(examples[i].tokens.size());
+    if (len == 0) continue;
+    size_t row;
+    auto fit = rows_by_room.lower_bound(len);
+    if (fit != rows_by_room.end()) {
+      row = fit->second.front();
+      fit->second.pop_front();
+      if (fit->second.empty()) rows_by_room.erase(fit);
+    } else {
+      row = rows.size();
+      rows.emplace_back();
+      room.push_back(capacity);
+    }
+    rows[row].push_back(i);
+    room[row] -= len;
+    if (room[row] > 0) rows_by_room[room[row]].push_back(row);
+  }
+  std::vector<SupervisedExample> packed;
+  packed.reserve(rows.size());
+  for (const auto& members : rows) {
+    SupervisedExample out;
+    for (size_t i : members) {
+      SupervisedExample& ex = examples[i];
+      out.segments.push_back(static_cast<int64_t>(ex.tokens.size()));
+      if (ex.weights.empty()) ex.weights.assign(ex.tokens.size(), 1.0f);
+      ex.weights[0] = 0.0f;
+      out.tokens.insert(out.tokens.end(), ex.tokens.begin(), ex.tokens.end());
+      out.weights.insert(out.weights.end(), ex.weights.begin(), ex.weights.end());
+    }
+    packed.push_back(std::move(out));
+  }
+  return packed;
 }
 
 }  // namespace openrl::engine

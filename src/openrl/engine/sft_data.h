@@ -50,6 +50,8 @@ Result<TrainOn> ParseTrainOn(const std::string& name);
 struct SupervisedExample {
   std::vector<int32_t> tokens;
   std::vector<float> weights;  // one per token; weights[0] is never used (no prefix to predict it from)
+  // A packed row (PackExamples): the lengths of the examples laid end to end in it; empty: one.
+  std::vector<int64_t> segments;
 };
 
 struct SupervisedFormat {
@@ -88,5 +90,15 @@ Result<SupervisedExample> ParseSupervisedExample(const nlohmann::ordered_json& l
 // threads (0: one per core). An error names "path:line" of the first bad line in the file.
 Result<std::vector<SupervisedExample>> ReadSupervisedJsonl(const std::string& path,
                                                            const SupervisedFormat& fmt, size_t threads = 0);
+
+// Packs examples into rows of at most `capacity` tokens by best fit decreasing, TRL's
+// pack_dataset(strategy="bfd") over the whole dataset (TRL packs each map batch of 1000 rows on its
+// own, so beyond 1000 examples its rows differ): longest first (ties in file order), each example
+// goes into the row whose free room fits it most tightly (of equal rooms, the one that got it
+// first), else opens a row. Rows come in the order they were opened; a row's examples in the order
+// they joined it, each first token weighing 0 (it is not predicted from the example before it). An
+// example longer than `capacity` is an error naming its index.
+Result<std::vector<SupervisedExample>> PackExamples(std::vector<SupervisedExample> examples,
+                                                    int64_t capacity);
 
 }  // namespace openrl::engine

@@ -70,23 +70,41 @@ Result<StepReport> Trainer::ForwardBackward(const std::vector<std::vector<int32_
 }
 
 Result<StepReport> Trainer::ForwardBackwardWeighted(const std::vector<std::vector<int32_t>>& sequences,
-                                                    const std::vector<std::vector<float>>& weights) {
-  return Pass(sequences, weights, true);
+                                                    const std::vector<std::vector<float>>& weights,
+                                                    const std::vector<std::vector<int64_t>>& segments) {
+  return Pass(sequences, weights, segments, true);
 }
 
 Result<StepReport> Trainer::EvaluateWeighted(const std::vector<std::vector<int32_t>>& sequences,
-                                             const std::vector<std::vector<float>>& weights) {
+                                             const std::vector<std::vector<float>>& weights,
+                                             const std::vector<std::vector<int64_t>>& segments) {
   c10::NoGradGuard no_grad;
-  return Pass(sequences, weights, false);
+  return Pass(sequences, weights, segments, false);
 }
 
 Result<StepReport> Trainer::Pass(const std::vector<std::vector<int32_t>>& sequences,
-                                 const std::vector<std::vector<float>>& weights, bool backward) {
+                                 std::vector<std::vector<float>> weights,
+                                 const std::vector<std::vector<int64_t>>& segments, bool backward) {
   auto start = std::chrono::steady_clock::now();
   StepReport rep;
   if (!weights.empty() && weights.size() != sequences.size())
     return InvalidArgument("weights has " + std::to_string(weights.size()) + " rows for " +
                            std::to_string(sequences.size()) + " sequences");
+  if (!segments.empty()) {
+    if (segments.size() != sequences.size())
+      return InvalidArgument("segments has " + std::to_string(segments.size()) + " rows for " +
+                             std::to_string(sequences.size()) + " sequences");
+    // The first token of each packed sequence is not a target: nothing before it in its sequence.
+    if (weights.empty())
+      for (const auto& row : sequences) weights.emplace_back(row.size(), 1.0f);
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      size_t at = 0;
+      for (int64_t len : segments[i]) {
+        if (at < weights[i].size()) weights[i][at] = 0.0f;
+        at += static_cast<size_t>(std::max<int64_t>(len, 0));
+      }
+    }
+  }
   double total_weight = 0;
   int64_t total_targets = 0;
   for (size_t i = 0; i < sequences.size(); ++i) {
@@ -119,7 +137,13 @@ Result<StepReport> Trainer::Pass(const std::vector<std::vector<int32_t>>& sequen
     for (size_t begin = 0; begin < sequences.size(); begin += opts_.micro_batch) {
       size_t end = std::min(sequences.size(), begin + static_cast<size_t>(opts_.micro_batch));
       std::vector<std::vector<int32_t>> micro(sequences.begin() + begin, sequences.begin() + end);
-      OPENRL_ASSIGN_OR_RETURN(TokenBatch batch, MakeShiftedBatch(micro, model_.config()));
+      TokenBatch batch;
+      if (segments.empty()) {
+        OPENRL_ASSIGN_OR_RETURN(batch, MakeShiftedBatch(micro, model_.config()));
+      } else {
+        std::vector<std::vector<int64_t>> micro_segments(segments.begin() + begin, segments.begin() + end);
+        OPENRL_ASSIGN_OR_RETURN(batch, MakePackedBatch(micro, micro_segments, model_.config()));
+      }
       at::Tensor lp =
           TargetLogprobs(model_, batch, adapter_ ? &lora : nullptr, backward && opts_.checkpoint_layers);
       at::Tensor summed;
@@ -155,10 +179,10 @@ Result<StepReport> Trainer::Step(const std::vector<std::vector<int32_t>>& sequen
 }
 
 Result<StepReport> Trainer::StepWeighted(const std::vector<std::vector<int32_t>>& sequences,
-                                         const std::vector<std::vector<float>>& weights,
-                                         const AdamParams& hp) {
+                                         const std::vector<std::vector<float>>& weights, const AdamParams& hp,
+                                         const std::vector<std::vector<int64_t>>& segments) {
   auto start = std::chrono::steady_clock::now();
-  OPENRL_ASSIGN_OR_RETURN(StepReport rep, ForwardBackwardWeighted(sequences, weights));
+  OPENRL_ASSIGN_OR_RETURN(StepReport rep, ForwardBackwardWeighted(sequences, weights, segments));
   OPENRL_ASSIGN_OR_RETURN(StepStats st, optimizer_->Step(hp));
   rep.grad_norm = st.grad_norm;
   SetThroughput(rep, start);

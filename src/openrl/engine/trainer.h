@@ -45,17 +45,23 @@ class Trainer {
   // sequences[i][t] from the tokens before it (weights[i][0] is never used: the first token has
   // no prefix). The loss is Σ w·NLL / Σ w over the step; `tokens` counts the weighted targets.
   // Empty `weights` = every target weighs 1. Errors name the row and position.
+  // With `segments` (one list per row, of lengths summing to the row's), each row holds several
+  // sequences packed end to end (MakePackedBatch): each attends only to itself, and its first token
+  // is not a target. The loss equals that of the same sequences one per row.
   Result<StepReport> ForwardBackwardWeighted(const std::vector<std::vector<int32_t>>& sequences,
-                                             const std::vector<std::vector<float>>& weights);
+                                             const std::vector<std::vector<float>>& weights,
+                                             const std::vector<std::vector<int64_t>>& segments = {});
   // The loss ForwardBackwardWeighted would report, without gradients (no dropout): for held-out
   // data. `seconds`/`tokens_per_second` time the forwards.
   Result<StepReport> EvaluateWeighted(const std::vector<std::vector<int32_t>>& sequences,
-                                      const std::vector<std::vector<float>>& weights);
+                                      const std::vector<std::vector<float>>& weights,
+                                      const std::vector<std::vector<int64_t>>& segments = {});
   // ForwardBackward, then one optimizer step.
   Result<StepReport> Step(const std::vector<std::vector<int32_t>>& sequences, const AdamParams& hp,
                           const std::vector<int64_t>& loss_from = {});
   Result<StepReport> StepWeighted(const std::vector<std::vector<int32_t>>& sequences,
-                                  const std::vector<std::vector<float>>& weights, const AdamParams& hp);
+                                  const std::vector<std::vector<float>>& weights, const AdamParams& hp,
+                                  const std::vector<std::vector<int64_t>>& segments = {});
 
   AdamW& optimizer() { return *optimizer_; }
   std::vector<at::Tensor> TrainableParameters() const;
@@ -63,7 +69,8 @@ class Trainer {
  private:
   void SetThroughput(StepReport& rep, std::chrono::steady_clock::time_point start) const;
   Result<StepReport> Pass(const std::vector<std::vector<int32_t>>& sequences,
-                          const std::vector<std::vector<float>>& weights, bool backward);
+                          std::vector<std::vector<float>> weights,
+                          const std::vector<std::vector<int64_t>>& segments, bool backward);
 
   model::Transformer& model_;
   model::LoraAdapter* adapter_;

@@ -587,15 +587,24 @@ at::Tensor Transformer::Hidden(const ForwardArgs& args) const {
   at::Tensor kv_valid = args.cache ? args.cache->valid().narrow(1, 0, past + T) : valid;
   int64_t S = past + T;
 
-  // Masks (B, 1, T, S): causal ∧ key is real, plus a sliding window for local layers. A query
-  // always sees its own slot so padded rows never produce NaN.
-  bool all_real = !args.valid.defined() && past == 0;
+  // Masks (B, 1, T, S): causal ∧ key is real (∧ key in the query's segment), plus a sliding window
+  // for local layers. A query always sees its own slot so padded rows never produce NaN.
+  TORCH_CHECK(!args.segment_ids.defined() || args.cache == nullptr,
+              "segment_ids are for passes without a KV cache");
+  bool all_real = !args.valid.defined() && past == 0 && !args.segment_ids.defined();
   auto qs = at::arange(past, S, at::TensorOptions().dtype(at::kLong).device(device_)).view({T, 1});
   auto ks = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(device_)).view({1, S});
   at::Tensor causal = ks <= qs;
+  at::Tensor same_segment;
+  if (args.segment_ids.defined()) {
+    at::Tensor seg = args.segment_ids.to(device_);
+    same_segment = (seg.unsqueeze(2) == seg.unsqueeze(1)).unsqueeze(1);  // (B, 1, T, T)
+  }
   at::Tensor global_mask, local_mask;
   auto build = [&](const at::Tensor& base) {
-    return (base.view({1, 1, T, S}) & kv_valid.view({B, 1, 1, S})) | (ks == qs).view({1, 1, T, S});
+    at::Tensor m = base.view({1, 1, T, S}) & kv_valid.view({B, 1, 1, S});
+    if (same_segment.defined()) m = m & same_segment;
+    return m | (ks == qs).view({1, 1, T, S});
   };
   if (!all_real) global_mask = build(causal);
   bool need_local = cfg_.sliding_window && *cfg_.sliding_window < S;

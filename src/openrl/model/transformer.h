@@ -69,6 +69,10 @@ struct ForwardArgs {
   KvCache* cache = nullptr;
   const LoraBatch* lora = nullptr;
   bool checkpoint_layers = false;  // recompute each layer in backward to save activations
+  // (B, T) int64, without a cache: sequences packed end to end in a row, each token attending only
+  // to the tokens of its own segment (give position_ids that restart at each segment); default: one
+  // segment per row.
+  at::Tensor segment_ids;
 };
 
 class Transformer {
