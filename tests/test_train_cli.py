@@ -287,9 +287,17 @@ def test_packed_and_unpacked_steps_agree_for_other_families(openrl_bin, tmp_path
     assert packed["grad_norm"] == pytest.approx(unpacked["grad_norm"], rel=1e-4)
 
 
-def test_packing_is_refused_without_a_row_length(openrl_bin, llama_dir, tmp_path):
+def test_packing_is_refused_without_a_row_length_and_shown_by_print_examples(openrl_bin, llama_dir, tmp_path):
     proc = train(openrl_bin, llama_dir, token_rows([5, 6]), tmp_path, "--packing", check=False)
     assert proc.returncode != 0 and "--packing needs --max-length" in proc.stderr
+    rows = token_rows([5, 9, 4, 6])
+    proc = train(openrl_bin, llama_dir, rows, tmp_path, "--packing", "--max-length", 10, "--print-examples", check=False)
+    assert proc.returncode == 0, proc.stderr
+    packed = [json.loads(l) for l in proc.stdout.splitlines()]
+    # Longest first, each into the tightest room: [9], [6, 4], [5].
+    assert [p["segments"] for p in packed] == [[9], [6, 4], [5]]
+    assert packed[1]["tokens"] == rows[3]["tokens"] + rows[2]["tokens"]
+    assert packed[1]["weights"] == [0.0] + [1.0] * 5 + [0.0] + [1.0] * 3
 
 
 def lora_start(model_dir, out, dropout=0.0, seed=0):

@@ -133,7 +133,7 @@ int RunTrain(const TrainOptions& o) {
     return PrintError(InvalidArgument("--packing needs --max-length: the length of a packed row in tokens"));
   auto data = engine::ReadSupervisedJsonl(o.data, fmt, static_cast<size_t>(at::get_num_threads()));
   if (!data.ok()) return PrintError(data.status());
-  if (o.packing && !o.print_examples) {
+  if (o.packing) {
     const size_t examples = data->size();
     data = engine::PackExamples(std::move(data).value(), fmt.max_length);
     if (!data.ok()) return PrintError(data.status().WithContext(o.data));
@@ -152,8 +152,11 @@ int RunTrain(const TrainOptions& o) {
     eval = std::move(e).value();
   }
   if (o.print_examples) {
-    for (const auto& ex : *data)
-      std::cout << Json{{"tokens", ex.tokens}, {"weights", ex.weights}}.dump() << "\n";
+    for (const auto& ex : *data) {
+      Json line = {{"tokens", ex.tokens}, {"weights", ex.weights}};
+      if (o.packing) line["segments"] = ex.segments;  // a packed row: its examples' lengths
+      std::cout << line.dump() << "\n";
+    }
     std::cout << std::flush;
     return 0;
   }
@@ -432,7 +435,8 @@ void Install(CLI::App& app) {
                 "cut examples longer than --max-length to their first tokens instead");
   sub->add_flag("--packing", o->packing,
                 "pack examples end to end into rows of --max-length tokens (best fit decreasing, as TRL's "
-                "packing); each attends only to itself, and --batch-size counts packed rows");
+                "packing); each attends only to itself, and --batch-size counts packed rows (--eval-data "
+                "is not packed: its loss is the same either way)");
   sub->add_option(
          "--save-every", o->save_every,
          "write OUT/checkpoint-<step> (adapter or model, optimizer, RNG, trainer_state.json) every this "
