@@ -363,9 +363,18 @@ def test_resume_refuses_other_settings_or_data(openrl_bin, llama_dir, tmp_path):
                                  ({"--lr": 2e-3}, rows, "lr = 0.001, this one has 0.002"),
                                  ({"--shuffle": True}, rows, "shuffle = false, this one has true"),
                                  ({}, rows[:3], "rows = 4, this one has 3"),
+                                 ({"--packing": True, "--max-length": 16}, rows, "max_length = 256, this one has 16"),
                                  ({}, token_rows([5, 9, 7, 13]), "data_sha256")]:
         proc = train(openrl_bin, llama_dir, rows_, tmp_path, *args(**over), "--resume", ckpt, check=False)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    # Another base model of the same shape (other weights): its fingerprint differs.
+    other = tmp_path / "other-llama"
+    make_model("llama", other, seed=1)
+    proc = train(openrl_bin, other, rows, tmp_path, *args(), "--resume", ckpt, check=False)
+    assert proc.returncode != 0 and "model_fingerprint" in proc.stderr, proc.stderr
+    # The same base and data go on.
+    proc = train(openrl_bin, llama_dir, rows, tmp_path, *args(), "--resume", ckpt, check=False)
+    assert proc.returncode == 0, proc.stderr
     proc = train(openrl_bin, llama_dir, rows, tmp_path, *args(), "--resume", tmp_path / "a", check=False)
     assert proc.returncode != 0 and "trainer_state.json" in proc.stderr, proc.stderr
 

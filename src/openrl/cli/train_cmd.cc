@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <numeric>
 #include <random>
@@ -59,6 +61,43 @@ struct TrainOptions {
   std::string train_on = "assistant";
   bool print_examples = false;
 };
+
+// What identifies the --model a run trains over, for --resume's check: config.json, and per weight
+// file (*.safetensors in a directory, or the GGUF file itself) its name, size and its first and last
+// MiB. Hashing whole weights would read gigabytes; two bases of one shape differ in those bytes.
+Result<std::string> ModelFingerprint(const std::string& path) {
+  namespace stdfs = std::filesystem;
+  std::vector<stdfs::path> files;
+  std::string manifest;
+  std::error_code ec;
+  if (stdfs::is_directory(path, ec)) {
+    OPENRL_ASSIGN_OR_RETURN(std::string config, fs::ReadFile(path + "/config.json"));
+    manifest = "config.json " + crypto::Sha256Hex(config) + "\n";
+    for (const auto& e : stdfs::directory_iterator(path, ec))
+      if (e.is_regular_file() && e.path().extension() == ".safetensors") files.push_back(e.path());
+    if (ec) return InvalidArgument(path + ": " + ec.message());
+    std::sort(files.begin(), files.end());
+  } else {
+    files.push_back(path);
+  }
+  constexpr std::streamoff kEdge = 1 << 20;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) return NotFound(f.string() + ": cannot be read");
+    in.seekg(0, std::ios::end);
+    const std::streamoff size = in.tellg();
+    std::string edges(static_cast<size_t>(std::min(size, 2 * kEdge)), '\0');
+    const std::streamoff head = std::min(size, kEdge),
+                         tail = static_cast<std::streamoff>(edges.size()) - head;
+    in.seekg(0);
+    in.read(edges.data(), head);
+    in.seekg(size - tail);
+    in.read(edges.data() + head, tail);
+    if (!in) return InvalidArgument(f.string() + ": read failed");
+    manifest += f.filename().string() + " " + std::to_string(size) + " " + crypto::Sha256Hex(edges) + "\n";
+  }
+  return crypto::Sha256Hex(manifest);
+}
 
 int RunTrain(const TrainOptions& o) {
   if (o.lora_rank < 0) return PrintError(InvalidArgument("--lora-rank must be >= 0 (0 = full fine-tuning)"));
@@ -198,11 +237,14 @@ int RunTrain(const TrainOptions& o) {
 
   // What decides the rest of a run: a checkpoint resumes only a run with the same settings and data
   // (the data file is hashed, a second read of it, only when there are checkpoints).
-  std::string data_hash;
+  std::string data_hash, model_fingerprint;
   if (o.save_every > 0 || !o.resume.empty()) {
     auto hash = crypto::Sha256FileHex(o.data);
     if (!hash.ok()) return PrintError(hash.status());
     data_hash = *hash;
+    auto fingerprint = ModelFingerprint(o.model.model_dir);
+    if (!fingerprint.ok()) return PrintError(fingerprint.status().WithContext("--model"));
+    model_fingerprint = *fingerprint;
   }
   Json run = {{"steps", steps},
               {"batch_size", o.batch_size},
@@ -221,14 +263,16 @@ int RunTrain(const TrainOptions& o) {
               {"packing", o.packing},
               {"full_finetune", adapter == nullptr},
               {"rows", n},
+              {"model_fingerprint", model_fingerprint},
               {"data_sha256", data_hash}};
   at::Generator cpu_rng = at::detail::getDefaultCPUGenerator();
   int64_t start = 0;
   if (!o.resume.empty()) {
-    // The data's hash last: a different row count says more.
+    // The hashes last: a different row count or setting says more.
     std::vector<std::string> keys;
     for (const auto& [key, value] : run.items())
-      if (key != "data_sha256") keys.push_back(key);
+      if (key != "data_sha256" && key != "model_fingerprint") keys.push_back(key);
+    keys.push_back("model_fingerprint");
     keys.push_back("data_sha256");
     for (const std::string& key : keys) {
       const Json& value = run[key];
