@@ -336,7 +336,7 @@ Result<SupervisedExample> ParseSupervisedExample(const OJson& line, const Superv
     }
   } else {
     if (Status st = NeedTokenizer(fmt, "'messages'", true); !st.ok()) return st;
-    std::vector<std::string> specials = fmt.tokenizer->SpecialTokens();
+    const std::vector<std::string>& specials = fmt.tokenizer->SpecialTokens();
     OPENRL_ASSIGN_OR_RETURN(RenderedSpans r, RenderAssistantSpans(*fmt.chat_template, *messages, tool_list,
                                                                   fmt.train_on, specials, extra));
     AppendPieces(*fmt.tokenizer, r.text, r.spans, ex);

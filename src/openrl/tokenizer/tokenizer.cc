@@ -112,6 +112,7 @@ Status Tokenizer::LoadAddedTokens(const void* json, std::string_view source) {
     }
     added_by_id_[t->id] = t.get();
     added_by_content_[t->content] = t->id;
+    if (t->special) special_tokens_.push_back(t->content);
     added_.push_back(std::move(t));
   }
   raw_matcher_ = std::make_unique<AddedTokenMatcher>(std::move(raw_patterns), std::move(raw_tokens));
@@ -243,13 +244,6 @@ std::optional<std::string> Tokenizer::IdToToken(int32_t id) const {
 bool Tokenizer::IsSpecial(int32_t id) const {
   auto it = added_by_id_.find(id);
   return it != added_by_id_.end() && it->second->special;
-}
-
-std::vector<std::string> Tokenizer::SpecialTokens() const {
-  std::vector<std::string> out;
-  for (const auto& t : added_)
-    if (t->special) out.push_back(t->content);
-  return out;
 }
 
 IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special_tokens)

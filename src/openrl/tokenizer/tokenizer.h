@@ -57,7 +57,7 @@ class Tokenizer {
   // True for added tokens flagged "special" (skipped by Decode(..., true)).
   bool IsSpecial(int32_t id) const;
   // The text of every added token flagged "special" (e.g. "<|im_end|>", "<end_of_turn>").
-  std::vector<std::string> SpecialTokens() const;
+  const std::vector<std::string>& SpecialTokens() const { return special_tokens_; }
 
  private:
   friend class IncrementalDecoder;
@@ -75,6 +75,7 @@ class Tokenizer {
   std::unique_ptr<PostProcessor> post_processor_;
   std::unique_ptr<Decoder> decoder_;
   std::vector<std::unique_ptr<AddedToken>> added_;
+  std::vector<std::string> special_tokens_;  // the contents of the special ones among added_, in order
   std::unordered_map<int32_t, const AddedToken*> added_by_id_;
   std::unordered_map<std::string, int32_t> added_by_content_;
   std::unique_ptr<AddedTokenMatcher> raw_matcher_;         // normalized == false
